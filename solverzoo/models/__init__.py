@@ -1,0 +1,81 @@
+"""Model registry: ``get_model("gmm-image", resolution=64, channels=1, process="vp")``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..processes import Process, get_process
+from .base import AnalyticModel, CountingDenoiser, Model
+from .gmm_2d import GMM2D
+from .gmm_image import GMMImage
+
+__all__ = [
+    "Model",
+    "AnalyticModel",
+    "CountingDenoiser",
+    "GMMImage",
+    "GMM2D",
+    "MODELS",
+    "get_model",
+    "list_models",
+]
+
+
+def _process(process: str | Process, process_options: dict | None) -> Process:
+    if isinstance(process, Process):
+        return process
+    return get_process(process, **(process_options or {}))
+
+
+def _gmm_image(
+    resolution: int | None = None,
+    channels: int = 3,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    process: str | Process = "edm",
+    process_options: dict | None = None,
+    **options,
+) -> GMMImage:
+    """GMMImage, default 3 x 32 x 32 under EDM; ``resolution`` sets height = width."""
+    height = height if height is not None else (resolution if resolution is not None else 32)
+    width = width if width is not None else (resolution if resolution is not None else height)
+    return GMMImage(channels=channels, height=height, width=width, process=_process(process, process_options), **options)
+
+
+def _gmm_2d(process: str | Process = "edm", process_options: dict | None = None, **options) -> GMM2D:
+    """GMM2D, default 8 Gaussians on a ring under EDM."""
+    return GMM2D(process=_process(process, process_options), **options)
+
+
+MODELS: dict[str, Callable[..., Model]] = {
+    "gmm-image": _gmm_image,
+    "gmm-2d": _gmm_2d,
+}
+
+try:  # the Gaussian reference model lives in its own module
+    from .gaussian import GaussianModel as _GaussianModel
+
+    def _gaussian(process: str | Process = "edm", process_options: dict | None = None, **options) -> Model:
+        return _GaussianModel(process=_process(process, process_options), **options)
+
+    MODELS["gaussian"] = _gaussian
+    __all__.append("GaussianModel")
+    GaussianModel = _GaussianModel
+except ImportError:  # pragma: no cover
+    pass
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def get_model(name: str, **options) -> Model:
+    """Build a registered model by name; ``process`` may be a name or a Process."""
+    if isinstance(name, Model):
+        return name
+    try:
+        factory = MODELS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}") from None
+    return factory(**options)
