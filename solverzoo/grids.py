@@ -1,0 +1,176 @@
+"""Step grids: the noise levels a solver visits, and what its last step does.
+
+A :class:`Grid` holds ``steps + 1`` strictly decreasing noise levels ``sigma`` (with
+their times ``t`` and scales ``s`` under the model's process).  Its ``final`` field says
+what the last step does:
+
+* ``"zero"``: the last node is sigma = 0, so the last step lands on the data (for an ODE
+  solver, a step to sigma = 0 is a final denoise ``x = D(x; sigma)``);
+* ``"sigma_min"``: the last node is the smallest noise level and the sample is returned
+  there (score_sde style; the last stochastic step returns its mean).
+
+Builders validate what users get wrong: sigma_min <= 0 on a log-spaced grid (log 0),
+a duplicated last sigma (a zero-length step, h = 0 in lambda-based solvers), fewer than
+one step, or a grid that is not strictly decreasing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .processes import Process
+
+__all__ = ["Grid", "GRIDS", "FINALS", "make_grid", "list_grids", "from_sigmas"]
+
+FINALS = ("zero", "sigma_min")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Noise levels of a sampling run (float64, CPU) under one process."""
+
+    sigma: Tensor
+    t: Tensor
+    s: Tensor
+    final: str
+    name: str
+
+    @property
+    def steps(self) -> int:
+        return len(self.sigma) - 1
+
+    @property
+    def lambda_(self) -> Tensor:
+        """Half log-SNR -log(sigma); -inf... is never produced: +inf at sigma = 0."""
+        return -torch.log(self.sigma)
+
+    def sigmas(self) -> list[float]:
+        """Python floats, for coefficient arithmetic outside the sampling loop's tensors."""
+        return self.sigma.tolist()
+
+    def describe(self) -> dict:
+        return {"name": self.name, "final": self.final, "steps": self.steps, "sigma": self.sigmas()}
+
+
+def _finish(process: Process, sigma: Tensor, final: str, name: str) -> Grid:
+    sigma = sigma.to(torch.float64)
+    if final == "zero":
+        sigma = torch.cat([sigma, sigma.new_zeros(1)])
+    elif final != "sigma_min":
+        raise ValueError(f"unknown final step {final!r}; choose one of {', '.join(FINALS)}")
+    if len(sigma) < 2:
+        raise ValueError("a grid needs at least one step")
+    if not torch.isfinite(sigma).all():
+        raise ValueError(f"grid {name!r} produced non-finite sigmas: {sigma.tolist()}")
+    if not (sigma[1:] < sigma[:-1]).all():
+        raise ValueError(
+            f"grid {name!r} is not strictly decreasing (a duplicated sigma makes a zero-length step): "
+            f"{[round(v, 6) for v in sigma.tolist()]}"
+        )
+    if sigma[-1] < 0:
+        raise ValueError(f"grid {name!r} has a negative sigma {float(sigma[-1])}")
+    t = process.t_of_sigma(sigma.clamp_min(0))
+    if final == "zero":
+        # sigma = 0 is outside the range of some processes' time (VE: t = -inf); s there is s(t->0).
+        t[-1] = 0.0 if process.sigma(torch.tensor(0.0, dtype=torch.float64)) == 0 else float("-inf")
+    s = process.s(t.clamp_min(0) if final == "zero" else t)
+    return Grid(sigma=sigma, t=t, s=s, final=final, name=name)
+
+
+def _range(process: Process, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
+    lo = process.sigma_min if sigma_min is None else float(sigma_min)
+    hi = process.sigma_max if sigma_max is None else float(sigma_max)
+    if not 0 < lo < hi:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={lo}, sigma_max={hi}")
+    return lo, hi
+
+
+def _nodes(steps: int, final: str) -> int:
+    """Nodes before the optional appended zero: ``steps`` for final='zero', else steps+1."""
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    return int(steps) if final == "zero" else int(steps) + 1
+
+
+def _spaced(n: int, start: float, stop: float) -> Tensor:
+    """n points from start to stop (n == 1 gives [start])."""
+    return torch.linspace(start, stop, n, dtype=torch.float64) if n > 1 else torch.tensor([start], dtype=torch.float64)
+
+
+def karras(process: Process, steps: int, final: str = "zero", sigma_min: float | None = None,
+           sigma_max: float | None = None, rho: float = 7.0) -> Grid:
+    """Karras et al. 2022, Eq. (5): sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho."""
+    if rho <= 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    lo, hi = _range(process, sigma_min, sigma_max)
+    ramp = _spaced(_nodes(steps, final), hi ** (1 / rho), lo ** (1 / rho))
+    return _finish(process, ramp**rho, final, f"karras(rho={rho:g})")
+
+
+def geometric(process: Process, steps: int, final: str = "zero", sigma_min: float | None = None,
+              sigma_max: float | None = None) -> Grid:
+    """Geometric sigmas (score_sde VE, Song et al. 2021 Eq. 31): log sigma uniform."""
+    lo, hi = _range(process, sigma_min, sigma_max)
+    log_sigma = _spaced(_nodes(steps, final), torch.log(torch.tensor(hi)).item(), torch.log(torch.tensor(lo)).item())
+    return _finish(process, torch.exp(log_sigma), final, "geometric")
+
+
+def uniform_lambda(process: Process, steps: int, final: str = "zero", sigma_min: float | None = None,
+                   sigma_max: float | None = None) -> Grid:
+    """Uniform half log-SNR lambda = -log sigma (DPM-Solver's logSNR grid). In the
+    sigma-only frame this is the geometric grid; it is listed under its own name
+    because papers quote it that way."""
+    grid = geometric(process, steps, final, sigma_min, sigma_max)
+    return Grid(grid.sigma, grid.t, grid.s, grid.final, "uniform_lambda")
+
+
+def uniform_t(process: Process, steps: int, final: str = "zero", t_min: float | None = None,
+              t_max: float | None = None) -> Grid:
+    """Uniform in the process's own time (score_sde: linspace(T, eps, N); Song et al. 2021).
+    On VE this is the geometric grid; on VP the DDPM-style linear-beta schedule."""
+    lo = process.t_min if t_min is None else float(t_min)
+    hi = process.t_max if t_max is None else float(t_max)
+    if not lo < hi:
+        raise ValueError(f"need t_min < t_max, got t_min={lo}, t_max={hi}")
+    t = _spaced(_nodes(steps, final), hi, lo)
+    return _finish(process, process.sigma(t), final, "uniform_t")
+
+
+def from_sigmas(process: Process, sigmas: Sequence[float], final: str | None = None) -> Grid:
+    """An explicit list of sigmas.  A trailing 0 means final='zero'."""
+    sigma = torch.tensor([float(v) for v in sigmas], dtype=torch.float64)
+    if len(sigma) == 0:
+        raise ValueError("an explicit grid needs at least two sigmas")
+    ends_at_zero = bool(sigma[-1] == 0)
+    if final is None:
+        final = "zero" if ends_at_zero else "sigma_min"
+    if ends_at_zero:
+        if final != "zero":
+            raise ValueError("the explicit sigmas end in 0, which is final='zero'")
+        sigma = sigma[:-1]
+    return _finish(process, sigma, final, "explicit")
+
+
+GRIDS: dict[str, Callable[..., Grid]] = {
+    "karras": karras,
+    "geometric": geometric,
+    "uniform_lambda": uniform_lambda,
+    "uniform_t": uniform_t,
+}
+
+
+def list_grids() -> list[str]:
+    return sorted(GRIDS)
+
+
+def make_grid(name: str, process: Process, steps: int, final: str = "zero", **options) -> Grid:
+    """Build a grid by name; ``options`` go to the builder (``rho``, ``sigma_min``...)."""
+    try:
+        builder = GRIDS[name]
+    except KeyError:
+        raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(list_grids())}") from None
+    return builder(process, steps, final=final, **options)

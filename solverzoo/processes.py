@@ -1,0 +1,219 @@
+"""Diffusion processes in the EDM frame ``x_t = s(t) * (x0 + sigma(t) * n)``.
+
+Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
+Models", Sec. 4 and Eq. (4)/(6): any diffusion process whose marginals are Gaussian
+around a scaled data point is fully described by the scale ``s(t)`` and the noise
+level ``sigma(t)``.  The drift and diffusion of the forward SDE follow from them:
+
+    f(t) = s'(t) / s(t),          g(t)^2 = 2 s(t)^2 sigma(t) sigma'(t).
+
+Solvers only talk to a process through this interface, so one solver runs on VE,
+VP, EDM and the FDM momentum processes alike.  All methods take and return float64
+tensors (schedules are computed once per run on the CPU, in double precision).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Process",
+    "VEProcess",
+    "VPProcess",
+    "EDMProcess",
+    "get_process",
+    "list_processes",
+    "PROCESSES",
+]
+
+
+def _as_tensor(t: Tensor | float) -> Tensor:
+    return torch.as_tensor(t, dtype=torch.float64)
+
+
+class Process:
+    """Base class: subclasses define ``sigma(t)``, ``s(t)``, their derivatives and ``t_of_sigma``.
+
+    Attributes:
+        name: registry name (``"ve"``, ``"vp"``, ``"edm"``, ``"fdm-edm"``...).
+        sigma_min, sigma_max: noise range the model was trained on.
+        t_min, t_max: time interval solvers integrate over by default (``t_min`` is the
+            score_sde ``eps``; sampling ends there, not at ``t = 0``).
+        native_grid: the step grid the process is usually sampled on.
+    """
+
+    name: str = "process"
+    native_grid: str = "karras"
+    # score_sde's prior for VP is N(0, I) in x (data variance included); VE/EDM start at sigma_max * z.
+    prior_includes_data: bool = False
+    sigma_min: float
+    sigma_max: float
+    t_min: float
+    t_max: float
+
+    # --- to be provided by subclasses -------------------------------------------------
+    def sigma(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sigma_deriv(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def t_of_sigma(self, sigma: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def s(self, t: Tensor) -> Tensor:
+        return torch.ones_like(_as_tensor(t))
+
+    def s_deriv(self, t: Tensor) -> Tensor:
+        return torch.zeros_like(_as_tensor(t))
+
+    # --- derived quantities -------------------------------------------------------------
+    def s_of_sigma(self, sigma: Tensor) -> Tensor:
+        return self.s(self.t_of_sigma(_as_tensor(sigma)))
+
+    def lambda_(self, t: Tensor) -> Tensor:
+        """Half log-SNR ``lambda = -log sigma`` (sigma of the unscaled variable x/s)."""
+        return -torch.log(self.sigma(_as_tensor(t)))
+
+    def drift_coef(self, t: Tensor) -> Tensor:
+        """f(t) = s'/s of the forward SDE dx = f x dt + g dw."""
+        t = _as_tensor(t)
+        return self.s_deriv(t) / self.s(t)
+
+    def diffusion_sq(self, t: Tensor) -> Tensor:
+        """g(t)^2 = 2 s^2 sigma sigma' of the forward SDE."""
+        t = _as_tensor(t)
+        return 2 * self.s(t) ** 2 * self.sigma(t) * self.sigma_deriv(t)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "sigma_min": self.sigma_min,
+            "sigma_max": self.sigma_max,
+            "t_min": self.t_min,
+            "t_max": self.t_max,
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v:g}" for k, v in self.describe().items() if isinstance(v, float))
+        return f"{type(self).__name__}({args})"
+
+
+class VEProcess(Process):
+    """Variance exploding SDE (Song et al. 2021, score_sde; NCSN++): s = 1 and
+    sigma(t) = sigma_min (sigma_max / sigma_min)^t on t in [eps, 1], eps = 1e-5."""
+
+    name = "ve"
+    native_grid = "geometric"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_min: float = 1e-5):
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"VE process needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.t_min, self.t_max = float(t_min), 1.0
+        self._log_ratio = math.log(sigma_max / sigma_min)
+
+    def sigma(self, t):
+        return self.sigma_min * torch.exp(_as_tensor(t) * self._log_ratio)
+
+    def sigma_deriv(self, t):
+        return self.sigma(t) * self._log_ratio
+
+    def t_of_sigma(self, sigma):
+        return torch.log(_as_tensor(sigma) / self.sigma_min) / self._log_ratio
+
+
+class VPProcess(Process):
+    """Variance preserving SDE (Ho et al. 2020; Song et al. 2021) with linear
+    beta(t) = beta_min + t (beta_max - beta_min):
+
+        s(t) = alpha(t) = exp(-1/2 int_0^t beta),   sigma(t) = sqrt(1 - alpha^2) / alpha
+                                                           = sqrt(exp(int_0^t beta) - 1).
+    """
+
+    name = "vp"
+    native_grid = "uniform_t"
+    prior_includes_data = True
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3):
+        if not 0 < beta_min < beta_max:
+            raise ValueError(f"VP process needs 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
+        self.beta_min, self.beta_d = float(beta_min), float(beta_max - beta_min)
+        self.t_min, self.t_max = float(t_min), 1.0
+        self.sigma_min = float(self.sigma(_as_tensor(self.t_min)))
+        self.sigma_max = float(self.sigma(_as_tensor(1.0)))
+
+    def _int_beta(self, t):
+        t = _as_tensor(t)
+        return self.beta_min * t + 0.5 * self.beta_d * t**2
+
+    def beta(self, t):
+        return self.beta_min + self.beta_d * _as_tensor(t)
+
+    def sigma(self, t):
+        return torch.sqrt(torch.expm1(self._int_beta(t)))
+
+    def sigma_deriv(self, t):
+        t = _as_tensor(t)
+        return 0.5 * self.beta(t) * torch.exp(self._int_beta(t)) / self.sigma(t)
+
+    def s(self, t):
+        return torch.exp(-0.5 * self._int_beta(t))
+
+    def s_deriv(self, t):
+        return -0.5 * self.beta(t) * self.s(t)
+
+    def t_of_sigma(self, sigma):
+        log_term = torch.log1p(_as_tensor(sigma) ** 2)
+        return (torch.sqrt(self.beta_min**2 + 2 * self.beta_d * log_term) - self.beta_min) / self.beta_d
+
+    def describe(self):
+        return {**super().describe(), "beta_min": self.beta_min, "beta_max": self.beta_min + self.beta_d}
+
+
+class EDMProcess(Process):
+    """EDM (Karras et al. 2022, Table 1): s = 1, sigma(t) = t on [0.002, 80]."""
+
+    name = "edm"
+    native_grid = "karras"
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"EDM process needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.t_min, self.t_max = self.sigma_min, self.sigma_max
+
+    def sigma(self, t):
+        return _as_tensor(t).clone()
+
+    def sigma_deriv(self, t):
+        return torch.ones_like(_as_tensor(t))
+
+    def t_of_sigma(self, sigma):
+        return _as_tensor(sigma).clone()
+
+
+PROCESSES: dict[str, Callable[..., Process]] = {
+    "ve": VEProcess,
+    "vp": VPProcess,
+    "edm": EDMProcess,
+}
+
+
+def list_processes() -> list[str]:
+    return sorted(PROCESSES)
+
+
+def get_process(name: str | Process, **options) -> Process:
+    """Build a process by name (``ve``, ``vp``, ``edm``, and the FDM variants)."""
+    if isinstance(name, Process):
+        return name
+    try:
+        factory = PROCESSES[name]
+    except KeyError:
+        raise ValueError(f"unknown process {name!r}; choose one of {', '.join(list_processes())}") from None
+    return factory(**options)

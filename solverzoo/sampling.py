@@ -1,0 +1,124 @@
+"""``solverzoo.sample``: run one solver on one model with counted NFE and per-sample seeds."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .grids import Grid
+from .models.base import CountingDenoiser, Model
+from .noise import INIT, PATH, NoiseSource
+from .solvers.base import Context, Solver, get_solver
+
+__all__ = ["SampleResult", "sample", "resolve_device", "batches"]
+
+
+@dataclass
+class SampleResult:
+    """Samples (on the CPU, in data units) and what it took to make them."""
+
+    samples: Tensor
+    solver: str
+    nfe: int  # counted model calls per trajectory
+    nfe_requested: int | None
+    steps: int
+    grid: Grid
+    seconds: float
+    options: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return {
+            "solver": self.solver,
+            "nfe": self.nfe,
+            "nfe_requested": self.nfe_requested,
+            "steps": self.steps,
+            "grid": self.grid.name,
+            "final": self.grid.final,
+            "options": self.options,
+            "seconds": self.seconds,
+        }
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' -> cuda if available, else cpu; anything else must be a valid torch device."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def batches(start: int, count: int, batch_size: int):
+    """Consecutive index ranges [start, start + count) in chunks of batch_size."""
+    for lo in range(start, start + count, batch_size):
+        yield range(lo, min(lo + batch_size, start + count))
+
+
+def sample(
+    model: Model,
+    solver: str | Solver,
+    nfe: int | None = None,
+    *,
+    steps: int | None = None,
+    num_samples: int = 16,
+    seed: int = 0,
+    batch_size: int | None = None,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype = torch.float32,
+    start_index: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+    **solver_options,
+) -> SampleResult:
+    """Sample ``num_samples`` images with ``solver`` under an NFE budget (or a step count).
+
+    Sample ``i`` (``start_index <= i < start_index + num_samples``) draws its initial
+    noise and its noise path from generators seeded by ``(seed, i)``: it is the same
+    whatever ``batch_size``, device batching or order of runs, and the initial noise is
+    shared by every solver.  The returned ``nfe`` is the counted number of model calls
+    per trajectory; ``nfe_requested`` is the budget that was asked for.
+    """
+    solver = get_solver(solver, **solver_options)
+    if (nfe is None) == (steps is None):
+        raise ValueError("give exactly one of nfe (a budget of model calls) or steps")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    steps = solver.steps_for_nfe(nfe) if steps is None else int(steps)
+    device = resolve_device(device)
+    model = model.to(device, dtype)
+    grid = solver.make_grid(model.process, steps)
+    solver.prepare(model, device, dtype)
+    batch_size = int(batch_size or num_samples)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    outputs, counted = [], set()
+    start = time.perf_counter()
+    for indices in batches(start_index, num_samples, batch_size):
+        denoiser = CountingDenoiser(model)
+        path = NoiseSource(seed, indices, PATH, device, dtype) if solver.stochastic else None
+        ctx = Context(denoiser, grid, path, solver.preconditioner)
+        z = NoiseSource(seed, indices, INIT, device, dtype).randn(model.shape)
+        with torch.no_grad():
+            x = solver.run(ctx, solver.prior(ctx, z))
+        outputs.append(x.detach().to("cpu"))
+        counted.add(denoiser.nfe)
+        if on_batch is not None:
+            on_batch(len(indices))
+    seconds = time.perf_counter() - start
+    if len(counted) != 1:
+        raise RuntimeError(f"solver {solver.info.name!r} made a different number of model calls per batch: {counted}")
+    return SampleResult(
+        samples=torch.cat(outputs),
+        solver=solver.info.name,
+        nfe=counted.pop(),
+        nfe_requested=nfe,
+        steps=grid.steps,
+        grid=grid,
+        seconds=seconds,
+        options=solver.options(),
+    )
