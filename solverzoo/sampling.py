@@ -83,6 +83,8 @@ def sample(
     per trajectory; ``nfe_requested`` is the budget that was asked for.
     """
     solver = get_solver(solver, **solver_options)
+    if nfe is None and steps is None and solver.fixed_steps is not None:
+        steps = solver.fixed_steps
     if (nfe is None) == (steps is None):
         raise ValueError("give exactly one of nfe (a budget of model calls) or steps")
     if num_samples < 1:
@@ -101,7 +103,7 @@ def sample(
     for indices in batches(start_index, num_samples, batch_size):
         denoiser = CountingDenoiser(model)
         path = NoiseSource(seed, indices, PATH, device, dtype) if solver.stochastic else None
-        ctx = Context(denoiser, grid, path, solver.preconditioner)
+        ctx = Context(denoiser, grid, path, solver.preconditioner, drift="drift" in solver.info.preconditioning)
         z = NoiseSource(seed, indices, INIT, device, dtype).randn(model.shape)
         with torch.no_grad():
             x = solver.run(ctx, solver.prior(ctx, z))

@@ -69,10 +69,12 @@ class SolverInfo:
 class Context:
     """What a solver sees while it samples one batch."""
 
-    def __init__(self, denoiser: CountingDenoiser, grid: Grid, noise: NoiseSource | None, preconditioner=None):
+    def __init__(self, denoiser: CountingDenoiser, grid: Grid, noise: NoiseSource | None, preconditioner=None,
+                 drift: bool = False):
         self.denoiser, self.grid, self.noise = denoiser, grid, noise
         self.process = denoiser.process
         self.preconditioner = preconditioner
+        self.drift_preconditioner = preconditioner if drift else None
         # python floats: coefficients are computed once, with no device syncs in the loop
         self.sigma: list[float] = grid.sigma.tolist()
         self.s: list[float] = grid.s.tolist()
@@ -88,8 +90,8 @@ class Context:
         return self.preconditioner.noise(z) if self.preconditioner is not None else z
 
     def precondition_drift(self, v: Tensor) -> Tensor:
-        """M M^T v (PDS); identity without a preconditioner."""
-        return self.preconditioner.drift(v) if self.preconditioner is not None else v
+        """M M^T v for solvers that precondition their drift (PDS); v itself otherwise."""
+        return self.drift_preconditioner.drift(v) if self.drift_preconditioner is not None else v
 
 
 class Solver:
@@ -101,6 +103,7 @@ class Solver:
     """
 
     info: ClassVar[SolverInfo]
+    fixed_steps: int | None = None  # set by options that fix the step count (e.g. PDS speed_up)
 
     def __init__(self, grid: str | list[float] | None = None, final: str | None = None,
                  grid_options: dict[str, Any] | None = None, preconditioner=None):
@@ -127,12 +130,17 @@ class Solver:
     def nfe_for_steps(self, steps: int) -> int:
         return self.info.calls_per_step * steps + self.info.nfe_offset
 
-    def make_grid(self, process, steps: int) -> Grid:
+    def grid_for(self, process) -> str:
+        """The grid name this solver uses on ``process`` (its own default, or the process's native one)."""
+        return "explicit" if isinstance(self.grid_name, (list, tuple)) else (self.grid_name or process.native_grid)
+
+    def make_grid(self, process, steps: int, **defaults) -> Grid:
+        """The run's grid; ``defaults`` are grid options a subclass sets unless the user did."""
         if isinstance(self.grid_name, (list, tuple)):
             grid = from_sigmas(process, self.grid_name)
         else:
-            name = self.grid_name or process.native_grid
-            grid = make_grid(name, process, steps, final=self.final, **self.grid_options)
+            options = {**defaults, **self.grid_options}
+            grid = make_grid(self.grid_for(process), process, steps, final=self.final, **options)
         if grid.steps < self.info.min_steps:
             raise ValueError(f"solver {self.info.name!r} needs at least {self.info.min_steps} steps, got {grid.steps}")
         return grid

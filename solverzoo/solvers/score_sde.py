@@ -120,8 +120,19 @@ class PredictorCorrector(_ScoreSDESolver):
         preconditioning=frozenset({"noise"}),
     )
 
-    def __init__(self, snr: float = 0.16, n_corrector: int = 1, corrector_norm: str = "batch", **base):
+    def __init__(self, snr: float = 0.16, n_corrector: int = 1, corrector_norm: str = "batch",
+                 speed_up: float | None = None, base_steps: int | None = None, **base):
         super().__init__(**base)
+        if speed_up is not None:
+            base_steps = 2000 if base_steps is None else base_steps
+            if not speed_up > 0:
+                raise ValueError(f"speed_up must be > 0, got {speed_up}")
+            self.fixed_steps = int(base_steps / speed_up)
+            if self.fixed_steps < 2:
+                raise ValueError(f"speed_up={speed_up} leaves {self.fixed_steps} of {base_steps} steps; at least 2 are needed")
+        if base_steps is not None and (int(base_steps) != base_steps or base_steps < 2):
+            raise ValueError(f"base_steps must be an integer >= 2, got {base_steps}")
+        self.speed_up, self.base_steps = speed_up, base_steps
         if snr <= 0:
             raise ValueError(f"snr must be > 0, got {snr}")
         if int(n_corrector) != n_corrector or n_corrector < 0:
@@ -141,6 +152,13 @@ class PredictorCorrector(_ScoreSDESolver):
 
     def nfe_for_steps(self, steps: int) -> int:
         return self.calls_per_step * steps
+
+    def make_grid(self, process, steps: int):
+        """With ``base_steps`` N0 (or ``speed_up`` k), PDS's speed-up semantics: N = N0 / k
+        steps and the end time eps scales by k too (score_sde's t grid, eps -> k eps)."""
+        if self.base_steps is not None and self.grid_for(process) == "uniform_t":
+            return super().make_grid(process, steps, t_min=process.t_min * self.base_steps / steps)
+        return super().make_grid(process, steps)
 
     def run(self, ctx: Context, x_hat: Tensor) -> Tensor:
         s, sigma, steps = ctx.s, ctx.sigma, ctx.grid.steps
