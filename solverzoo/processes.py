@@ -25,6 +25,9 @@ __all__ = [
     "VEProcess",
     "VPProcess",
     "EDMProcess",
+    "FDMEDMProcess",
+    "FDMVPProcess",
+    "FDMVEProcess",
     "get_process",
     "list_processes",
     "PROCESSES",
@@ -197,10 +200,156 @@ class EDMProcess(Process):
         return _as_tensor(sigma).clone()
 
 
+# --- FDM (Wu et al., "Fast Diffusion Model") -------------------------------------------------
+
+
+class _FDMScale:
+    """The critically damped scale of FDM (Wu et al. 2023/2024, "Fast Diffusion Model";
+    sail-sg/FDM ``training/networks.py``, ``FDM_{EDM,VP,VE}Precond.s``):
+
+        s(sigma) = exp(-m B) (1 + m B),   B = beta_min tau + beta_d tau^2 / 2,
+        tau = (sigma - sigma_min) / (sigma_max - sigma_min),
+
+    with (sigma_min, sigma_max) the network's noise range, beta_min = 0.1, beta_d = 19.9
+    and m the ``fdm_multiplier``.
+
+    How it enters the forward process (read off the official code): the loss adds noise
+    to the *unscaled* image, ``x_hat = y + sigma n``, and trains ``D(x_hat; sigma)``
+    against ``y`` (``training/loss.py``: ``net(y + n, sigma)``); the preconditioner feeds
+    its UNet ``c_in x_hat`` with ``c_in = s(sigma)``, keeping EDM's/VP's/VE's c_skip,
+    c_out, c_noise and loss weight.  So the network sees
+
+        x = s(sigma) (x0 + sigma n),
+
+    which is already the EDM frame ``x = s(t) (x0 + sigma(t) n)``: our sigma is FDM's
+    sigma (the noise level of the unscaled variable, the one passed to the denoiser),
+    and our s is FDM's s(sigma).  (Had the kernel been ``x = a x0 + sigma~ n`` we would
+    set s = a and sigma = sigma~ / a; FDM's code is not of that form: its sigma is
+    already sigma~ / a.)  The time variable and sigma(t) are those of the base process
+    (EDM: t = sigma; VP: linear beta; VE: geometric); only s(t) changes.
+
+    As with any process, the denoiser D(x_hat; sigma) = E[x0 | x0 + sigma n] does not
+    depend on s: an analytic model is exact under an FDM process too, and solvers that
+    work on (x_hat, sigma) sample it exactly as under the base process.  s enters the
+    solvers that step in x = s x_hat (score_sde's Euler-Maruyama / PC) through
+    f = s'/s and g^2 = 2 s^2 sigma sigma'.
+
+    Note on the official code: ``FDM_VEPrecond.s`` ignores ``fdm_multiplier`` (it uses
+    m = 1 whatever is passed); ``train.py`` defaults ``--fdm_multiplier`` to 2.0 while the
+    preconditioner classes default to 1.0 (the README's ``--fdm_multipler`` is a typo).
+    Here ``multiplier`` is honoured by all three variants; m = 1 reproduces VE-FDM.
+    """
+
+    fdm_beta_min: float
+    fdm_beta_d: float
+    multiplier: float
+    fdm_sigma_min: float
+    fdm_sigma_max: float
+
+    def _init_fdm(self, multiplier: float, fdm_beta_min: float, fdm_beta_d: float) -> None:
+        if not multiplier > 0:
+            raise ValueError(f"FDM multiplier must be > 0, got {multiplier}")
+        if not (fdm_beta_min >= 0 and fdm_beta_d >= 0 and fdm_beta_min + fdm_beta_d > 0):
+            raise ValueError(f"FDM needs beta_min, beta_d >= 0 (not both 0); got {fdm_beta_min}, {fdm_beta_d}")
+        self.multiplier = float(multiplier)
+        self.fdm_beta_min, self.fdm_beta_d = float(fdm_beta_min), float(fdm_beta_d)
+        # the range tau is normalised over: the network's sigma_min / sigma_max
+        self.fdm_sigma_min, self.fdm_sigma_max = self.sigma_min, self.sigma_max
+
+    # s as a function of sigma (what the FDM code computes) ------------------------------
+    def fdm_tau(self, sigma: Tensor) -> Tensor:
+        return (_as_tensor(sigma) - self.fdm_sigma_min) / (self.fdm_sigma_max - self.fdm_sigma_min)
+
+    def fdm_B(self, sigma: Tensor) -> Tensor:
+        tau = self.fdm_tau(sigma)
+        return self.fdm_beta_min * tau + 0.5 * self.fdm_beta_d * tau**2
+
+    def fdm_scale(self, sigma: Tensor) -> Tensor:
+        """s(sigma) = exp(-m B) (1 + m B)."""
+        u = self.multiplier * self.fdm_B(sigma)
+        return torch.exp(-u) * (1 + u)
+
+    def fdm_scale_deriv(self, sigma: Tensor) -> Tensor:
+        """ds/dsigma = -u e^{-u} du/dsigma,  u = m B,  du/dsigma = m (beta_min + beta_d tau) / (sigma_max - sigma_min)."""
+        tau = self.fdm_tau(sigma)
+        u = self.multiplier * (self.fdm_beta_min * tau + 0.5 * self.fdm_beta_d * tau**2)
+        du = self.multiplier * (self.fdm_beta_min + self.fdm_beta_d * tau) / (self.fdm_sigma_max - self.fdm_sigma_min)
+        return -u * torch.exp(-u) * du
+
+    # the Process interface ----------------------------------------------------------------
+    def s(self, t):
+        return self.fdm_scale(self.sigma(t))
+
+    def s_deriv(self, t):
+        t = _as_tensor(t)
+        return self.fdm_scale_deriv(self.sigma(t)) * self.sigma_deriv(t)
+
+    def s_of_sigma(self, sigma):
+        return self.fdm_scale(_as_tensor(sigma))
+
+    def describe(self):
+        return {**super().describe(), "multiplier": self.multiplier, "fdm_beta_min": self.fdm_beta_min,
+                "fdm_beta_d": self.fdm_beta_d}
+
+
+class FDMEDMProcess(_FDMScale, EDMProcess):
+    """EDM-FDM (``FDM_EDMPrecond``): EDM's sigma(t) = t on [0.002, 80] (the range FDM's tau
+    is normalised over) with FDM's scale s(sigma)."""
+
+    name = "fdm-edm"
+
+    def __init__(self, multiplier: float = 1.0, sigma_min: float = 0.002, sigma_max: float = 80.0,
+                 fdm_beta_min: float = 0.1, fdm_beta_d: float = 19.9):
+        EDMProcess.__init__(self, sigma_min, sigma_max)
+        self._init_fdm(multiplier, fdm_beta_min, fdm_beta_d)
+
+
+class FDMVPProcess(_FDMScale, VPProcess):
+    """VP-FDM (``FDM_VPPrecond``): VP's sigma(t) = sqrt(exp(beta_min t + beta_d t^2/2) - 1) with
+    beta_min = 0.1, beta_d = 19.9 on t in [1e-5, 1] (EDM's VP training range, epsilon_t = 1e-5:
+    sigma in [0.001, 152]), with FDM's scale s(sigma) in place of VP's 1/sqrt(1 + sigma^2).
+
+    The marginal is no longer variance preserving (at t = 1, s sigma = 0.073 for m = 1), so the
+    prior is sigma_max z in x_hat, as FDM's sampler draws it (``prior_includes_data = False``).
+    """
+
+    name = "fdm-vp"
+    native_grid = "karras"
+    prior_includes_data = False
+
+    def __init__(self, multiplier: float = 1.0, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-5,
+                 fdm_beta_min: float = 0.1, fdm_beta_d: float = 19.9):
+        VPProcess.__init__(self, beta_min, beta_max, t_min)
+        self._init_fdm(multiplier, fdm_beta_min, fdm_beta_d)
+
+    def t_of_sigma(self, sigma):
+        """VP's inverse in a cancellation-free form: t = 2 L / (sqrt(beta_min^2 + 2 beta_d L) + beta_min),
+        L = log(1 + sigma^2) (same value as VPProcess.t_of_sigma, accurate for tiny sigma)."""
+        log_term = torch.log1p(_as_tensor(sigma) ** 2)
+        return 2 * log_term / (torch.sqrt(self.beta_min**2 + 2 * self.beta_d * log_term) + self.beta_min)
+
+
+class FDMVEProcess(_FDMScale, VEProcess):
+    """VE-FDM (``FDM_VEPrecond``): VE's geometric sigma(t) = sigma_min (sigma_max/sigma_min)^t on
+    EDM's VE range [0.02, 100] (the network's range, which FDM's tau is normalised over), with
+    FDM's scale s(sigma)."""
+
+    name = "fdm-ve"
+    native_grid = "karras"
+
+    def __init__(self, multiplier: float = 1.0, sigma_min: float = 0.02, sigma_max: float = 100.0,
+                 t_min: float = 1e-5, fdm_beta_min: float = 0.1, fdm_beta_d: float = 19.9):
+        VEProcess.__init__(self, sigma_min, sigma_max, t_min)
+        self._init_fdm(multiplier, fdm_beta_min, fdm_beta_d)
+
+
 PROCESSES: dict[str, Callable[..., Process]] = {
     "ve": VEProcess,
     "vp": VPProcess,
     "edm": EDMProcess,
+    "fdm-edm": FDMEDMProcess,
+    "fdm-vp": FDMVPProcess,
+    "fdm-ve": FDMVEProcess,
 }
 
 

@@ -92,6 +92,7 @@ def sample(
     steps = solver.steps_for_nfe(nfe) if steps is None else int(steps)
     device = resolve_device(device)
     model = model.to(device, dtype)
+    solver.check_model(model)
     grid = solver.make_grid(model.process, steps)
     solver.prepare(model, device, dtype)
     batch_size = int(batch_size or num_samples)

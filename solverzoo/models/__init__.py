@@ -33,11 +33,13 @@ def _gmm_image(
     *,
     height: int | None = None,
     width: int | None = None,
-    process: str | Process = "edm",
+    process: str | Process = "ve",
     process_options: dict | None = None,
     **options,
 ) -> GMMImage:
-    """GMMImage, default 3 x 32 x 32 under EDM; ``resolution`` sets height = width."""
+    """GMMImage, default 3 x 32 x 32 under the score_sde VE process (sigma 0.01..50), the
+    setting PDS/TDAS/score_sde samplers were designed for; the EDM-family solvers see
+    only its sigma range.  ``resolution`` sets height = width."""
     height = height if height is not None else (resolution if resolution is not None else 32)
     width = width if width is not None else (resolution if resolution is not None else height)
     return GMMImage(channels=channels, height=height, width=width, process=_process(process, process_options), **options)

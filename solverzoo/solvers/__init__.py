@@ -1,6 +1,6 @@
 """The solver registry.  Importing this package registers every solver family."""
 
 from .base import SOLVERS, Context, Solver, SolverInfo, get_solver, list_solvers, register, solver_info
-from . import edm, preconditioned, score_sde  # noqa: F401  (registration)
+from . import edm, fdm, preconditioned, score_sde, seeds  # noqa: F401  (registration)
 
 __all__ = ["SOLVERS", "Context", "Solver", "SolverInfo", "get_solver", "list_solvers", "register", "solver_info"]

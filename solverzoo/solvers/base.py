@@ -12,6 +12,7 @@ native schedule) and through solvers that discretise in the process's own time
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -146,6 +147,12 @@ class Solver:
         return grid
 
     # --- hooks ----------------------------------------------------------------------------
+    def check_model(self, model: Model) -> None:
+        """Raise ValueError if this solver cannot sample ``model`` (cheap; no sampling)."""
+        if self.preconditioner is not None and not model.is_image:
+            raise ValueError(f"solver {self.info.name!r}: preconditioners act on images; model {model.name!r} "
+                             f"has shape {tuple(model.shape)}")
+
     def prepare(self, model: Model, device: torch.device, dtype: torch.dtype) -> None:
         """Called once per run before sampling (e.g. to build filters from the model's data)."""
         if self.preconditioner is not None:
@@ -172,7 +179,9 @@ class Solver:
         for name in inspect.signature(type(self).__init__).parameters:
             if name not in ("self", "grid", "final", "grid_options", "preconditioner", "kwargs") and hasattr(self, name):
                 value = getattr(self, name)
-                if isinstance(value, (int, float, str, bool)) or value is None:
+                if isinstance(value, float) and not math.isfinite(value):
+                    out[name] = str(value)  # JSON has no inf
+                elif isinstance(value, (int, float, str, bool, tuple)) or value is None:
                     out[name] = value
         if self.preconditioner is not None:
             out["preconditioner"] = self.preconditioner.describe()

@@ -46,6 +46,12 @@ def _data_images(model: Model, device, dtype, what: str) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 
+def _check_image(solver, model: Model) -> None:
+    if not model.is_image:
+        raise ValueError(f"{solver.info.name} filters act on images (C, H, W); model {model.name!r} has shape "
+                         f"{tuple(model.shape)}: use pc for it")
+
+
 def _check_kind(filters) -> None:
     if isinstance(filters, str) and filters not in FILTER_KINDS and not os.path.exists(filters):
         raise ValueError(f"filters={filters!r} is neither a filter kind ({', '.join(FILTER_KINDS)}) nor an existing file")
@@ -73,6 +79,8 @@ class PDS(PredictorCorrector):
             raise ValueError(f"alpha must be > 0 (PDS uses 5; inf means no filtering), got {alpha}")
         self.filters, self.alpha = filters, float(alpha)
         super().__init__(**options)
+
+    check_model = _check_image
 
     def prepare(self, model: Model, device, dtype) -> None:
         from ..preconditioners import load_filters, pds_preconditioner, pds_statistics
@@ -125,6 +133,8 @@ class TDAS(PredictorCorrector):
     def make_grid(self, process, steps: int):
         self._steps = steps  # the pilot run for the A.2 estimate uses the same grid
         return super().make_grid(process, steps)
+
+    check_model = _check_image
 
     def prepare(self, model: Model, device, dtype) -> None:
         from ..preconditioners import load_filters, tdas_estimate, tdas_preconditioner

@@ -1,0 +1,179 @@
+"""The NFE-versus-FD sweep behind ``solverzoo bench``.
+
+One sweep = one model, a list of solvers, a list of NFE budgets, N samples per cell.
+Every cell uses samples 0..N-1 of the same seed, so every solver starts from the same
+initial noise (paired comparison) and the oracle floor (the same estimator on N exact
+data samples) is computed once per sweep.  Each finished row is written to
+``results.json`` at once (temp file + rename), so an interrupted sweep keeps its rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .. import __version__
+from ..metrics import exact_reference, metric_name
+from ..models import get_model
+from ..models.base import AnalyticModel, Model
+from ..noise import DATA
+from ..sampling import resolve_device, sample
+from ..solvers import get_solver, list_solvers
+
+__all__ = ["BenchConfig", "Row", "run_bench", "default_solvers", "DEFAULT_NFE", "write_json_atomic"]
+
+DEFAULT_NFE = (10, 20, 50)
+
+
+@dataclass
+class BenchConfig:
+    model: str = "gmm-image"
+    model_options: dict = field(default_factory=dict)
+    solvers: list[str] | None = None  # None: every registered solver that applies to the model
+    solver_options: dict[str, dict] = field(default_factory=dict)
+    nfe: list[int] = field(default_factory=lambda: list(DEFAULT_NFE))
+    num_samples: int = 500
+    seed: int = 0
+    batch_size: int = 500
+    device: str = "cpu"
+    feature: str = "pixels"
+
+
+@dataclass
+class Row:
+    solver: str
+    nfe_requested: int
+    nfe: int | None
+    steps: int | None
+    metric: str
+    fd: float | None
+    fd_excess: float | None
+    oracle_floor: float
+    seconds: float
+    status: str  # "ok", "nonfinite", "error"
+    message: str = ""
+    options: dict = field(default_factory=dict)
+
+
+def default_solvers(model: Model) -> list[str]:
+    """Every registered solver that accepts the model (e.g. fdm needs an FDM process)."""
+    names = []
+    for name in list_solvers():
+        try:
+            get_solver(name).check_model(model)
+        except ValueError:
+            continue
+        names.append(name)
+    return names
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON through a temp file in the same folder and rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(payload, fh, indent=1, allow_nan=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def run_bench(
+    config: BenchConfig,
+    out: Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_row: Callable[[Row], None] | None = None,
+    command: str | None = None,
+) -> dict:
+    """Run the sweep; returns the results dict (also written to ``out/results.json``)."""
+    device = resolve_device(config.device)
+    model = get_model(config.model, **config.model_options)
+    if not isinstance(model, AnalyticModel):
+        raise ValueError(f"model {config.model!r} has no exact moments; the bench's FD needs an analytic model")
+    solvers = config.solvers or default_solvers(model)
+    metric = metric_name(config.feature)
+    reference = exact_reference(model, config.feature)
+    feature = _feature_fn(config.feature)
+
+    data = model.sample_data(config.seed, range(config.num_samples))
+    floor = reference.distance_samples(feature(data.to(torch.float64)))
+    results = {
+        "solverzoo": __version__,
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
+                    "device": str(device)},
+        "config": asdict(config) | {"solvers": solvers},
+        "model": model.describe(),
+        "metric": metric,
+        "metric_note": f"Frechet distance in {config.feature} space against the model's exact moments "
+                       f"(not Inception FID); fd_excess = fd - oracle_floor",
+        "oracle_floor": floor,
+        "rows": [],
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "results.json", results)
+
+    for name in solvers:
+        for nfe in config.nfe:
+            row = _run_cell(model, name, nfe, config, device, reference, feature, floor, metric, on_progress)
+            results["rows"].append(asdict(row))
+            if out is not None:
+                write_json_atomic(out / "results.json", results)
+            if on_row is not None:
+                on_row(row)
+    return results
+
+
+def _feature_fn(feature: str):
+    from ..metrics import make_feature
+
+    fn = make_feature(feature)
+    return lambda x: fn(x).reshape(len(x), -1)
+
+
+def _run_cell(model, name, nfe, config, device, reference, feature, floor, metric, on_progress) -> Row:
+    options = dict(config.solver_options.get(name, {}))
+    start = time.perf_counter()
+    done = 0
+
+    def progress(k: int) -> None:
+        nonlocal done
+        done += k
+        if on_progress is not None:
+            on_progress(k)
+
+    try:
+        result = sample(model, name, nfe=nfe, num_samples=config.num_samples, seed=config.seed,
+                        batch_size=config.batch_size, device=device, on_batch=progress, **options)
+        x = result.samples
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x.flatten(1))).any(1).sum())
+            return Row(name, nfe, result.nfe, result.steps, metric, None, None, floor,
+                       time.perf_counter() - start, "nonfinite", f"{bad} of {len(x)} samples are not finite",
+                       result.options)
+        fd = reference.distance_samples(feature(x.to(torch.float64)))
+        return Row(name, nfe, result.nfe, result.steps, metric, fd, fd - floor, floor,
+                   time.perf_counter() - start, "ok", "", result.options)
+    except Exception as err:  # a failing cell is a row, not a crash
+        if on_progress is not None and done < config.num_samples:
+            on_progress(config.num_samples - done)
+        message = f"{type(err).__name__}: {err}"
+        if not isinstance(err, ValueError):
+            message += "\n" + traceback.format_exc(limit=3)
+        return Row(name, nfe, None, None, metric, None, None, floor, time.perf_counter() - start, "error",
+                   message, options)
