@@ -106,12 +106,14 @@ def list_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(infos, indent=1))
         return
-    table = Table(title="solverzoo solvers")
-    for col in ("name", "family", "kind", "order", "calls/step", "min NFE", "grid", "precond.", "paper"):
-        table.add_column(col, overflow="fold")
+    table = Table(title="solverzoo solvers (full citations: solverzoo list --json)")
+    for col in ("name", "family", "kind", "order", "calls/step", "min NFE", "grid", "precond."):
+        table.add_column(col, no_wrap=True)
+    table.add_column("paper", overflow="ellipsis", no_wrap=True, min_width=20)
     for info in infos:
         table.add_row(info["name"], info["family"], info["kind"], str(info["order"]), str(info["calls_per_step"]),
-                      str(info["min_nfe"]), info["grid"], ",".join(info["preconditioning"]) or "-", info["paper"])
+                      str(info["min_nfe"]), info["grid"], ",".join(info["preconditioning"]) or "-",
+                      info["paper"].split(",")[0])
     console.print(table)
 
 
