@@ -384,7 +384,7 @@ def filters_tdas_estimate(model, model_option, solver, nfe, reference, num, out,
                        on_batch=lambda k: progress.advance(task, k)).samples
     fast = ((pilot + 1) / 2).clamp(0, 1).to(torch.float64)
     est = tdas_estimate(fast, ref.to(torch.float64))
-    freq = est.preconditioner.f if hasattr(est.preconditioner, "f") else None
+    freq = getattr(est.preconditioner, "values", None)
     save_filters(out, freq=freq, space=None, kind="filter", method="tdas", **est.describe(),
                  mean_image=image_mean(ref).tolist())
     console.print(f"TDAS radii {[round(r, 4) for r in est.radii]}, rates {[round(r, 4) for r in est.rates]} -> {out}")

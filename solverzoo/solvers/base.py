@@ -225,9 +225,22 @@ def get_solver(name: str | Solver, **options) -> Solver:
             raise ValueError("options were given for an already-built solver")
         return name
     cls = _lookup(name)
-    try:
-        inspect.signature(cls.__init__).bind(None, **options)
-    except TypeError as err:
-        valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
-        raise ValueError(f"bad option for solver {name!r} ({err}); valid options: {', '.join(valid)}") from None
+    valid = option_names(cls)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for solver {name!r}; valid options: {', '.join(valid)}")
     return cls(**options)
+
+
+def option_names(cls: type[Solver]) -> list[str]:
+    """Keyword options a solver class accepts: its own and those it forwards to its bases."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names += [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                  and p.name not in names]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names

@@ -47,9 +47,16 @@ def _data_images(model: Model, device, dtype, what: str) -> torch.Tensor:
 
 
 def _check_image(solver, model: Model) -> None:
+    """Images only; a filter file or operator must fit the image shape (checked before any work)."""
+    from ..preconditioners import load_filters
+
     if not model.is_image:
         raise ValueError(f"{solver.info.name} filters act on images (C, H, W); model {model.name!r} has shape "
                          f"{tuple(model.shape)}: use pc for it")
+    if isinstance(solver.filters, (str, os.PathLike)) and solver.filters not in FILTER_KINDS:
+        load_filters(solver.filters, model.shape)
+    elif hasattr(solver.filters, "check_shape"):
+        solver.filters.check_shape(tuple(model.shape))
 
 
 def _check_kind(filters) -> None:
