@@ -230,8 +230,9 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
 
         def on_row(row):
             fd = "—" if row.fd is None else f"{row.fd:.3f}"
+            spec = "" if row.spectral_error is None else f"  spectral {row.spectral_error:.3f} hf {row.hf_ratio:.2f}"
             progress.console.print(f"  {row.solver:>16} NFE {row.nfe_requested:>4} ({row.nfe} counted): "
-                                   f"{row.metric} {fd}  [{row.status}] {row.seconds:.1f}s")
+                                   f"{row.metric} {fd}{spec}  [{row.status}] {row.seconds:.1f}s")
 
         results = run_bench(config, out, on_progress=lambda k: progress.advance(task, k), on_row=on_row,
                             command=command)

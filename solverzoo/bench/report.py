@@ -9,7 +9,7 @@ from pathlib import Path
 __all__ = ["load_results", "write_csv", "plot_nfe_vs_fd", "table_rows", "write_outputs"]
 
 CSV_FIELDS = ("solver", "nfe_requested", "nfe", "steps", "metric", "fd", "fd_excess", "oracle_floor",
-              "seconds", "status", "message")
+              "spectral_error", "hf_ratio", "seconds", "status", "message")
 
 
 def load_results(path: str | Path) -> dict:

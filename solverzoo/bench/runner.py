@@ -24,6 +24,7 @@ import torch
 
 from .. import __version__
 from ..metrics import exact_reference, metric_name
+from ..metrics.spectrum import exact_radial_power, spectral_scores
 from ..models import get_model
 from ..models.base import AnalyticModel, Model
 from ..noise import DATA
@@ -63,6 +64,8 @@ class Row:
     status: str  # "ok", "nonfinite", "error"
     message: str = ""
     options: dict = field(default_factory=dict)
+    spectral_error: float | None = None  # image models: mean |log| radial power ratio (metrics.spectrum)
+    hf_ratio: float | None = None  # generated / exact power above 0.25 cycles/pixel
 
 
 def default_solvers(model: Model) -> list[str]:
@@ -110,6 +113,8 @@ def run_bench(
 
     data = model.sample_data(config.seed, range(config.num_samples))
     floor = reference.distance_samples(feature(data.to(torch.float64)))
+    spectrum = exact_radial_power(model) if hasattr(model, "power_spectrum") else None
+    spectral_floor = spectral_scores(data, spectrum) if spectrum is not None else None
     results = {
         "solverzoo": __version__,
         "command": command,
@@ -122,6 +127,7 @@ def run_bench(
         "metric_note": f"Frechet distance in {config.feature} space against the model's exact moments "
                        f"(not Inception FID); fd_excess = fd - oracle_floor",
         "oracle_floor": floor,
+        "spectral_floor": spectral_floor,
         "rows": [],
     }
     if out is not None:
@@ -130,7 +136,8 @@ def run_bench(
 
     for name in solvers:
         for nfe in config.nfe:
-            row = _run_cell(model, name, nfe, config, device, reference, feature, floor, metric, on_progress)
+            row = _run_cell(model, name, nfe, config, device, reference, feature, floor, metric, on_progress,
+                            spectrum)
             results["rows"].append(asdict(row))
             if out is not None:
                 write_json_atomic(out / "results.json", results)
@@ -146,7 +153,7 @@ def _feature_fn(feature: str):
     return lambda x: fn(x).reshape(len(x), -1)
 
 
-def _run_cell(model, name, nfe, config, device, reference, feature, floor, metric, on_progress) -> Row:
+def _run_cell(model, name, nfe, config, device, reference, feature, floor, metric, on_progress, spectrum) -> Row:
     options = dict(config.solver_options.get(name, {}))
     start = time.perf_counter()
     done = 0
@@ -167,8 +174,9 @@ def _run_cell(model, name, nfe, config, device, reference, feature, floor, metri
                        time.perf_counter() - start, "nonfinite", f"{bad} of {len(x)} samples are not finite",
                        result.options)
         fd = reference.distance_samples(feature(x.to(torch.float64)))
+        spectral = spectral_scores(x, spectrum) if spectrum is not None else {}
         return Row(name, nfe, result.nfe, result.steps, metric, fd, fd - floor, floor,
-                   time.perf_counter() - start, "ok", "", result.options)
+                   time.perf_counter() - start, "ok", "", result.options, **spectral)
     except Exception as err:  # a failing cell is a row, not a crash
         if on_progress is not None and done < config.num_samples:
             on_progress(config.num_samples - done)
