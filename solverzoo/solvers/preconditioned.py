@@ -114,7 +114,8 @@ class TDAS(PredictorCorrector):
     the PC sampler with the initial sample and every added noise filtered, ``M z``, and
     the score left alone.  Radial frequency filter: 1 inside ``radii[0]``, ``rates[j]``
     beyond ``radii[j]``; space filter from the softened mean image.  Without ``radii``
-    the radial filter is estimated (app. A.2) from a pilot PC run at the same grid.
+    the radial filter is estimated (app. A.2) from a pilot PC run at the same grid
+    (``pilot_samples`` images, 200 in the paper) against the model's data.
     """
 
     info = SolverInfo(
@@ -126,14 +127,16 @@ class TDAS(PredictorCorrector):
 
     def __init__(self, filters="freq+space", radii: tuple[float, ...] | None = None,
                  rates: tuple[float, ...] | None = None, quantiles: tuple[float, ...] = (0.5, 0.65),
-                 softness: float = 5.0, **options):
+                 softness: float = 5.0, pilot_samples: int = STATISTIC_SAMPLES, **options):
         _check_kind(filters)
         if (radii is None) != (rates is None):
             raise ValueError("give both radii and rates (one rate per radius), or neither to estimate them")
         if radii is not None and any(r < 0 for r in radii):
             raise ValueError(f"TDAS radii must be >= 0, got {list(radii)}")
         self.filters, self.radii, self.rates = filters, radii, rates
-        self.quantiles, self.softness = tuple(quantiles), float(softness)
+        if int(pilot_samples) != pilot_samples or pilot_samples < 2:
+            raise ValueError(f"pilot_samples must be an integer >= 2, got {pilot_samples}")
+        self.quantiles, self.softness, self.pilot_samples = tuple(quantiles), float(softness), int(pilot_samples)
         self._steps: int | None = None
         super().__init__(**options)
 
@@ -175,8 +178,8 @@ class TDAS(PredictorCorrector):
             snr=self.snr, n_corrector=self.n_corrector, corrector_norm=self.corrector_norm,
             base_steps=self.base_steps, grid=self.grid_name, final=self.final, grid_options=self.grid_options,
         )
-        pilot = sample(model, plain, steps=self._steps, num_samples=STATISTIC_SAMPLES, seed=FILTER_SEED,
-                       batch_size=100, device=device, dtype=dtype).samples
+        pilot = sample(model, plain, steps=self._steps, num_samples=self.pilot_samples, seed=FILTER_SEED,
+                       batch_size=min(self.pilot_samples, 100), device=device, dtype=dtype).samples
         estimate = tdas_estimate(((pilot + 1) / 2).clamp(0, 1).to(torch.float64), data.cpu(),
                                  quantiles=self.quantiles)
         self.estimate = estimate.describe()
