@@ -193,11 +193,14 @@ def _save_grid(samples, path: Path, max_images: int = 64) -> None:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--feature", default="pixels", show_default=True, help="FD feature: pixels or pool:K.")
 @click.option("--option", "-o", multiple=True, help="Solver option solver.key=value (or key=value for all).")
+@click.option("--repeats", type=click.IntRange(1), default=1, show_default=True,
+              help="Disjoint seed ranges per cell; the table shows mean ± std.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"), show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
+@click.option("--resume", is_flag=True, help="Keep the rows already in --out (same options) and run the rest.")
 @usage_errors
-def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_size, device, feature, option, out,
-                  overwrite):
+def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_size, device, feature, option,
+                  repeats, out, overwrite, resume):
     """NFE-versus-FD sweep: a table, OUT/results.json, OUT/results.csv and OUT/nfe_vs_fd.png."""
     from .bench.report import write_outputs
     from .bench.runner import BenchConfig, default_solvers, run_bench
@@ -220,22 +223,26 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
         built.check_model(net)
         for n in nfes:
             built.steps_for_nfe(n)
-    _check_out(out, ["results.json"], overwrite)
+    if overwrite and resume:
+        _fail("--overwrite and --resume exclude each other")
+    if not resume:
+        _check_out(out, ["results.json"], overwrite)
     config = BenchConfig(model=model, model_options=_model_options(model_option), solvers=names,
                          solver_options=solver_options, nfe=nfes, num_samples=num_samples, seed=seed,
-                         batch_size=batch_size, device=device, feature=feature)
+                         batch_size=batch_size, device=device, feature=feature, repeats=repeats)
     command = "solverzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with _progress() as progress:
-        task = progress.add_task("bench", total=len(names) * len(nfes) * num_samples)
+        task = progress.add_task("bench", total=len(names) * len(nfes) * num_samples * repeats)
 
         def on_row(row):
             fd = "—" if row.fd is None else f"{row.fd:.3f}"
             spec = "" if row.spectral_error is None else f"  spectral {row.spectral_error:.3f} hf {row.hf_ratio:.2f}"
-            progress.console.print(f"  {row.solver:>16} NFE {row.nfe_requested:>4} ({row.nfe} counted): "
+            rep = f" #{row.repeat}" if repeats > 1 else ""
+            progress.console.print(f"  {row.solver:>16} NFE {row.nfe_requested:>4}{rep} ({row.nfe} counted): "
                                    f"{row.metric} {fd}{spec}  [{row.status}] {row.seconds:.1f}s")
 
         results = run_bench(config, out, on_progress=lambda k: progress.advance(task, k), on_row=on_row,
-                            command=command)
+                            command=command, resume=resume)
     write_outputs(results, out)
     print_table(results)
     bad = [r for r in results["rows"] if r["status"] != "ok"]
@@ -262,6 +269,8 @@ def print_table(results: dict) -> None:
                 row.append("")
             elif r["status"] != "ok":
                 row.append(f"[red]{r['status']}")
+            elif r["repeats"] > 1:
+                row.append(f"{r['fd']:.2f} ± {r['fd_std']:.2f} [{r['nfe']}]")
             else:
                 row.append(f"{r['fd']:.2f} [{r['nfe']}]")
         table.add_row(*row)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 __all__ = ["load_results", "write_csv", "plot_nfe_vs_fd", "table_rows", "write_outputs"]
 
-CSV_FIELDS = ("solver", "nfe_requested", "nfe", "steps", "metric", "fd", "fd_excess", "oracle_floor",
+CSV_FIELDS = ("solver", "nfe_requested", "repeat", "nfe", "steps", "metric", "fd", "fd_excess", "oracle_floor",
               "spectral_error", "hf_ratio", "seconds", "status", "message")
 
 
@@ -40,11 +40,29 @@ def write_csv(results: dict, path: Path) -> None:
 
 
 def table_rows(results: dict) -> tuple[list[int], dict[str, dict[int, dict]]]:
-    """NFE columns and {solver: {nfe_requested: row}} in the order solvers ran."""
+    """NFE columns and {solver: {nfe_requested: cell}} in the order solvers ran.
+
+    A cell aggregates the repeats (disjoint seed ranges) of one (solver, NFE): ``fd`` is
+    their mean, ``fd_std`` the sample standard deviation (0 for one repeat), ``status``
+    is "ok" only if every repeat is.
+    """
     nfes = sorted({row["nfe_requested"] for row in results["rows"]})
-    by_solver: dict[str, dict[int, dict]] = {}
+    grouped: dict[str, dict[int, list[dict]]] = {}
     for row in results["rows"]:
-        by_solver.setdefault(row["solver"], {})[row["nfe_requested"]] = row
+        grouped.setdefault(row["solver"], {}).setdefault(row["nfe_requested"], []).append(row)
+    by_solver: dict[str, dict[int, dict]] = {}
+    for solver, cells in grouped.items():
+        for nfe, rows in cells.items():
+            bad = [r for r in rows if r["status"] != "ok"]
+            cell = dict(rows[0], repeats=len(rows))
+            if bad:
+                cell.update(status=bad[0]["status"], message=bad[0].get("message", ""), fd=None, fd_std=None)
+            else:
+                fds = [r["fd"] for r in rows]
+                mean = sum(fds) / len(fds)
+                std = (sum((f - mean) ** 2 for f in fds) / (len(fds) - 1)) ** 0.5 if len(fds) > 1 else 0.0
+                cell.update(fd=mean, fd_std=std)
+            by_solver.setdefault(solver, {})[nfe] = cell
     return nfes, by_solver
 
 
@@ -59,9 +77,11 @@ def plot_nfe_vs_fd(results: dict, path: Path) -> None:
     _, by_solver = table_rows(results)
     markers = "osD^v<>phX*"
     for k, (solver, cells) in enumerate(by_solver.items()):
-        pts = sorted((r["nfe"], r["fd"]) for r in cells.values() if r["status"] == "ok" and r["fd"] is not None)
+        pts = sorted((r["nfe"], r["fd"], r["fd_std"]) for r in cells.values() if r["status"] == "ok")
         if pts:
-            ax.plot(*zip(*pts), marker=markers[k % len(markers)], label=solver, linewidth=1.5, markersize=4)
+            x, y, err = zip(*pts)
+            ax.errorbar(x, y, yerr=err if any(err) else None, marker=markers[k % len(markers)], label=solver,
+                        linewidth=1.5, markersize=4, capsize=2)
     floor = results.get("oracle_floor")
     if floor:
         ax.axhline(floor, color="black", linestyle="--", linewidth=1, label="oracle floor")

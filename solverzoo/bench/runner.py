@@ -48,12 +48,14 @@ class BenchConfig:
     batch_size: int = 500
     device: str = "cpu"
     feature: str = "pixels"
+    repeats: int = 1  # disjoint seed ranges: repeat r uses samples [r N, (r + 1) N)
 
 
 @dataclass
 class Row:
     solver: str
     nfe_requested: int
+    repeat: int
     nfe: int | None
     steps: int | None
     metric: str
@@ -100,49 +102,78 @@ def run_bench(
     on_progress: Callable[[int], None] | None = None,
     on_row: Callable[[Row], None] | None = None,
     command: str | None = None,
+    resume: bool = False,
 ) -> dict:
-    """Run the sweep; returns the results dict (also written to ``out/results.json``)."""
+    """Run the sweep; returns the results dict (also written to ``out/results.json``).
+
+    With ``resume``, rows already in ``out/results.json`` (made with the same config)
+    are kept and only the missing cells run, so an interrupted sweep ends with the same
+    rows as an uninterrupted one.
+    """
     device = resolve_device(config.device)
     model = get_model(config.model, **config.model_options)
     if not isinstance(model, AnalyticModel):
         raise ValueError(f"model {config.model!r} has no exact moments; the bench's FD needs an analytic model")
+    if config.repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {config.repeats}")
     solvers = config.solvers or default_solvers(model)
     metric = metric_name(config.feature)
     reference = exact_reference(model, config.feature)
     feature = _feature_fn(config.feature)
-
-    data = model.sample_data(config.seed, range(config.num_samples))
-    floor = reference.distance_samples(feature(data.to(torch.float64)))
     spectrum = exact_radial_power(model) if hasattr(model, "power_spectrum") else None
-    spectral_floor = spectral_scores(data, spectrum) if spectrum is not None else None
+    n = config.num_samples
+
+    floors, spectral_floors = [], []
+    for r in range(config.repeats):  # reference statistics once per sweep, per seed range
+        data = model.sample_data(config.seed, range(r * n, (r + 1) * n))
+        floors.append(reference.distance_samples(feature(data.to(torch.float64))))
+        if spectrum is not None:
+            spectral_floors.append(spectral_scores(data, spectrum))
     results = {
         "solverzoo": __version__,
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
                     "device": str(device)},
-        "config": asdict(config) | {"solvers": solvers},
+        "config": json.loads(json.dumps(asdict(config) | {"solvers": solvers})),
         "model": model.describe(),
         "metric": metric,
         "metric_note": f"Frechet distance in {config.feature} space against the model's exact moments "
                        f"(not Inception FID); fd_excess = fd - oracle_floor",
-        "oracle_floor": floor,
-        "spectral_floor": spectral_floor,
+        "oracle_floor": sum(floors) / len(floors),
+        "oracle_floors": floors,
+        "spectral_floor": spectral_floors[0] if spectral_floors else None,
         "rows": [],
     }
+    path = out / "results.json" if out is not None else None
+    if resume and path is not None and path.exists():
+        from .report import load_results
+
+        previous = load_results(path)
+        if previous.get("config") != results["config"]:
+            diff = sorted(k for k in results["config"] if previous.get("config", {}).get(k) != results["config"][k])
+            raise ValueError(f"{path} was made with a different configuration (differs in: {', '.join(diff)}); "
+                             f"resume with the same options, or use --overwrite")
+        results["rows"], results["created"] = previous["rows"], previous.get("created")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "results.json", results)
+        write_json_atomic(path, results)
 
+    done = {(row["solver"], row["nfe_requested"], row.get("repeat", 0)) for row in results["rows"]}
     for name in solvers:
         for nfe in config.nfe:
-            row = _run_cell(model, name, nfe, config, device, reference, feature, floor, metric, on_progress,
-                            spectrum)
-            results["rows"].append(asdict(row))
-            if out is not None:
-                write_json_atomic(out / "results.json", results)
-            if on_row is not None:
-                on_row(row)
+            for r in range(config.repeats):
+                if (name, nfe, r) in done:
+                    if on_progress is not None:
+                        on_progress(n)
+                    continue
+                row = _run_cell(model, name, nfe, r, config, device, reference, feature, floors[r], metric,
+                                on_progress, spectrum)
+                results["rows"].append(asdict(row))
+                if path is not None:
+                    write_json_atomic(path, results)
+                if on_row is not None:
+                    on_row(row)
     return results
 
 
@@ -153,8 +184,10 @@ def _feature_fn(feature: str):
     return lambda x: fn(x).reshape(len(x), -1)
 
 
-def _run_cell(model, name, nfe, config, device, reference, feature, floor, metric, on_progress, spectrum) -> Row:
+def _run_cell(model, name, nfe, repeat, config, device, reference, feature, floor, metric, on_progress,
+              spectrum) -> Row:
     options = dict(config.solver_options.get(name, {}))
+    n = config.num_samples
     start = time.perf_counter()
     done = 0
 
@@ -164,24 +197,25 @@ def _run_cell(model, name, nfe, config, device, reference, feature, floor, metri
         if on_progress is not None:
             on_progress(k)
 
+    cell = dict(solver=name, nfe_requested=nfe, repeat=repeat, metric=metric, oracle_floor=floor)
     try:
-        result = sample(model, name, nfe=nfe, num_samples=config.num_samples, seed=config.seed,
+        result = sample(model, name, nfe=nfe, num_samples=n, seed=config.seed, start_index=repeat * n,
                         batch_size=config.batch_size, device=device, on_batch=progress, **options)
         x = result.samples
+        cell.update(nfe=result.nfe, steps=result.steps, options=result.options)
         if not torch.isfinite(x).all():
             bad = int((~torch.isfinite(x.flatten(1))).any(1).sum())
-            return Row(name, nfe, result.nfe, result.steps, metric, None, None, floor,
-                       time.perf_counter() - start, "nonfinite", f"{bad} of {len(x)} samples are not finite",
-                       result.options)
+            return Row(**cell, fd=None, fd_excess=None, seconds=time.perf_counter() - start, status="nonfinite",
+                       message=f"{bad} of {len(x)} samples are not finite")
         fd = reference.distance_samples(feature(x.to(torch.float64)))
         spectral = spectral_scores(x, spectrum) if spectrum is not None else {}
-        return Row(name, nfe, result.nfe, result.steps, metric, fd, fd - floor, floor,
-                   time.perf_counter() - start, "ok", "", result.options, **spectral)
+        return Row(**cell, fd=fd, fd_excess=fd - floor, seconds=time.perf_counter() - start, status="ok",
+                   **spectral)
     except Exception as err:  # a failing cell is a row, not a crash
-        if on_progress is not None and done < config.num_samples:
-            on_progress(config.num_samples - done)
+        if on_progress is not None and done < n:
+            on_progress(n - done)
         message = f"{type(err).__name__}: {err}"
         if not isinstance(err, ValueError):
             message += "\n" + traceback.format_exc(limit=3)
-        return Row(name, nfe, None, None, metric, None, None, floor, time.perf_counter() - start, "error",
-                   message, options)
+        return Row(**cell, nfe=None, steps=None, fd=None, fd_excess=None, seconds=time.perf_counter() - start,
+                   status="error", message=message, options=options)
