@@ -270,7 +270,8 @@ class _FDMScale:
         return torch.exp(-u) * (1 + u)
 
     def fdm_scale_deriv(self, sigma: Tensor) -> Tensor:
-        """ds/dsigma = -u e^{-u} du/dsigma,  u = m B,  du/dsigma = m (beta_min + beta_d tau) / (sigma_max - sigma_min)."""
+        """ds/dsigma = -u e^{-u} du/dsigma with u = m B and
+        du/dsigma = m (beta_min + beta_d tau) / (sigma_max - sigma_min)."""
         tau = self.fdm_tau(sigma)
         u = self.multiplier * (self.fdm_beta_min * tau + 0.5 * self.fdm_beta_d * tau**2)
         du = self.multiplier * (self.fdm_beta_min + self.fdm_beta_d * tau) / (self.fdm_sigma_max - self.fdm_sigma_min)

@@ -72,6 +72,12 @@ the first two draws.  (3) Its data-prediction third-order stage uses (c3/c2) [1 
 h)] = O(h) is due: an O(h) error in x_3 that lowers the scheme to order 1.  tests/test_seeds.py
 measures (1)-(2) against the covariance of the path (by quadrature) and (3) as an order drop.
 
+Orders (measured in tests/test_seeds.py): with the noise off, SEEDS-k integrates the drift with
+order k (``info.order``); in law (exact output variance on a Gaussian model) data-prediction
+SEEDS-1/2/3 converge with order 1, 2, 2; pathwise (strong, on one fixed Brownian path) all three
+have order 1, the most a scheme that sees the path only at finitely many points per step can
+have (Clark-Cameron); more stages lower the constant.
+
 Last step.  The official sampler appends sigma = 0 to its Karras grid and skips the last
 interval (``x_t = x``): it returns the state at sigma_min (0.002) with no final denoise, so
 N Karras nodes give N - 1 steps of ``order`` calls.  The default here is the same:
@@ -280,8 +286,8 @@ class SEEDS2(_Exponential):
     info = _seeds_info(2)
     stages = 2
 
-    def __init__(self, c2: float = 0.5, **base):
-        super().__init__(**base)
+    def __init__(self, c2: float = 0.5, prediction: str = "data", **base):
+        super().__init__(prediction=prediction, **base)
         if not 0 < c2 <= 1:
             raise ValueError(f"c2 must be in (0, 1], got {c2}")
         self.c2 = float(c2)
@@ -324,13 +330,13 @@ class ETDERK(_Exponential):
     )
     kappa = 1
 
-    def __init__(self, order: int = 3, **base):
-        if order not in (1, 2, 3) or int(order) != order:
-            raise ValueError(f"etd_erk order must be 1, 2 or 3, got {order}")
+    def __init__(self, order: int = 3, prediction: str = "data", **base):
+        if order not in (1, 2, 3):
+            raise ValueError(f"etd_erk order must be 1, 2 or 3, got {order!r}")
         self.order = int(order)
         # this instance's metadata: order and calls per step follow the option
         self.info = dataclasses.replace(type(self).info, order=self.order, calls_per_step=self.order)
-        super().__init__(**base)
+        super().__init__(prediction=prediction, **base)
 
     @property
     def stages(self) -> int:
