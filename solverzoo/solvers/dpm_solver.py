@@ -1,0 +1,255 @@
+"""DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
+Probabilistic Models", arXiv:2211.01095; code LuChengTHU/dpm-solver) in data prediction on x_hat
+against lambda = -log sigma, single-step (2S) and multistep (2M, 3M), and their SDE versions
+(k-diffusion ``sample_dpmpp_2m_sde`` / ``sample_dpmpp_3m_sde``; Gonzalez et al. 2023 / Lu et al.
+2022 for the SDE integrator).
+
+One multistep update covers all four.  With h = lambda_t - lambda_s, eta >= 0 (eta = 0: the ODE,
+eta = 1: the reverse SDE) and h_eta = (1 + eta) h, the exact solution of
+dx = (1 + eta)(D - x) dlambda + noise (the ODE plus eta times the Langevin part) is
+
+    x_t = (sigma_t / sigma_s) e^{-eta h} x_s + (1 + eta) int_0^h e^{-(1+eta)(h - r)} D(lambda_s + r) dr
+          + sigma_t sqrt(1 - e^{-2 eta h}) z,
+
+and the Taylor expansion D(lambda_s + r) = D + r D' + r^2/2 D'' integrates to
+
+    (1 - e^{-h_eta}) D_s + h phi2(h_eta) D' - h^2 phi3(h_eta) D''
+    phi2(z) = 1 - (1 - e^{-z}) / z = z phi_2(-z),   phi3(z) = phi2(z)/z - 1/2 = -z phi_3(-z)
+
+(phi_k the exponential-integrator functions of ``multistep.phi``).  The multistep estimates from
+the history D_s = D_0, D_1, D_2 at lambda_s - h_0, lambda_s - h_0 - h_1 (r_0 = h_0/h, r_1 = h_1/h):
+
+    d1_0 = (D_0 - D_1) / r_0 ~ h D',   d1_1 = (D_1 - D_2) / r_1
+    order 2: h D' ~ d1_0;  "midpoint" (DPM-Solver++(2M)): + 1/2 (1 - e^{-h_eta}) d1_0,  "heun": + phi2(h_eta) d1_0
+    order 3: h D' ~ d1 = d1_0 + (d1_0 - d1_1) r_0 / (r_0 + r_1),  h^2 D''/2 ~ d2 = (d1_0 - d1_1) / (r_0 + r_1)
+             + phi2(h_eta) d1 - 2 phi3(h_eta) d2.
+
+Reference bug (third order).  DPM-Solver (``multistep_dpm_solver_third_update``), diffusers
+(``multistep_dpm_solver_third_order_update``) and k-diffusion (``sample_dpmpp_3m_sde``) all add
+``- phi3 * D2`` with D2 = d2 = h^2 D''/2: the D'' term gets half its weight, the local error is
+O(h^3) and the "third-order" multistep converges at order 2 (measured: slope 2.0 on the Gaussian's
+exact flow; 3.0 with the factor 2).  ``third_order="exact"`` (default) uses 2 phi3; ``"upstream"``
+reproduces the references bit for bit (parity tests).
+
+A step to sigma = 0 (h = inf) is x = D_s: the higher-order terms divide by h.  The noise of an SDE
+step is one ``ctx.randn_like`` draw, as k-diffusion's ``noise_sampler(sigma_s, sigma_t)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from .base import Context, SolverInfo, register
+from .k_diffusion_family import DPMPP, KDIFF, ancestral_step
+from .multistep import Multistep, phi
+from .seeds import _Exponential
+
+__all__ = ["DPMPP2S", "DPMPP2M", "DPMPP3M", "DPMPP2MSDE", "DPMPP3MSDE", "phi2", "phi3"]
+
+SOLVER_TYPES = ("midpoint", "heun")
+THIRD_ORDER = ("exact", "upstream")
+
+
+def phi2(z: float) -> float:
+    """1 - (1 - e^{-z}) / z, the weight of h D' (k-diffusion's phi_2)."""
+    return z * phi(2, -z)
+
+
+def phi3(z: float) -> float:
+    """phi2(z)/z - 1/2, minus the weight of h^2 D'' (k-diffusion's phi_3)."""
+    return -z * phi(3, -z)
+
+
+@register
+class DPMPP2S(_Exponential):
+    """DPM-Solver++(2S) (Lu et al. 2022, Algorithm 1 with r = 1/2; the ``seeds`` exponential schemes
+    with kappa = 1, data prediction), with optional ancestral noise (k-diffusion
+    ``sample_dpmpp_2s_ancestral``, ``eta`` in [0, 1]):
+
+        (sigma_down, sigma_up) = ancestral_step(sigma_s, sigma_t, eta),  h = log(sigma_s / sigma_down)
+        x_2 = (sigma_mid/sigma_s) x + (1 - e^{-h/2}) D_s,   sigma_mid = sqrt(sigma_s sigma_down)
+        x_t = (sigma_down/sigma_s) x + (1 - e^{-h}) D(x_2; sigma_mid) + s_noise sigma_up z
+
+    A step to sigma = 0 is x = D.  NFE = 2N - 1 (2N on a grid ending at sigma_min).
+    """
+
+    info = SolverInfo(name="dpmpp_2s", family="dpm-solver", kind="ode", order=2, calls_per_step=2, nfe_offset=-1,
+                      paper=DPMPP + ", Algorithm 1 (2S); ancestral: " + KDIFF + ", sample_dpmpp_2s_ancestral",
+                      grid="karras", final="zero", preconditioning=frozenset({"noise"}))
+    kappa = 1
+    stages = 2
+
+    def __init__(self, eta: float = 0.0, s_noise: float = 1.0, grid=None, final=None, grid_options=None,
+                 preconditioner=None):
+        super().__init__(prediction="data", grid=grid, final=final, grid_options=grid_options,
+                         preconditioner=preconditioner)
+        if not 0 <= eta <= 1 or s_noise < 0:
+            raise ValueError(f"dpmpp_2s needs 0 <= eta <= 1 and s_noise >= 0; got eta={eta}, s_noise={s_noise}")
+        self.eta, self.s_noise = float(eta), float(s_noise)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.eta > 0
+
+    def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
+        down, up = ancestral_step(s, t, self.eta)
+        x = self.step2(ctx, x, s, down)
+        if self.eta > 0:
+            x = x + self.s_noise * up * ctx.randn_like(x)
+        return x
+
+
+class _DPMSolverPPMultistep(Multistep):
+    """The multistep update of the module docstring; ``eta`` > 0 makes it the SDE solver."""
+
+    default_solver_type = "midpoint"
+    default_third_order = "exact"
+    default_eta = 0.0
+
+    def __init__(self, order: int = 2, eta: float | None = None, s_noise: float = 1.0, solver_type: str | None = None,
+                 third_order: str | None = None, lower_order_final: bool | None = None, denoise_to_zero: bool = False,
+                 **base):
+        eta = self.default_eta if eta is None else float(eta)
+        solver_type = solver_type or self.default_solver_type
+        third_order = third_order or self.default_third_order
+        if eta < 0 or s_noise < 0:
+            raise ValueError(f"{self.info.name} needs eta >= 0 and s_noise >= 0; got eta={eta}, s_noise={s_noise}")
+        if solver_type not in SOLVER_TYPES:
+            raise ValueError(f"solver_type must be one of {SOLVER_TYPES}, got {solver_type!r}")
+        if third_order not in THIRD_ORDER:
+            raise ValueError(f"third_order must be 'exact' (order 3) or 'upstream' (the references' weight, order 2), "
+                             f"got {third_order!r}")
+        self.eta, self.s_noise, self.solver_type, self.third_order = eta, float(s_noise), solver_type, third_order
+        super().__init__(order=order, lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, **base)
+
+    def declared_order(self) -> int:
+        return 2 if self.order == 3 and self.third_order == "upstream" else self.order
+
+    @property
+    def stochastic(self) -> bool:
+        return self.eta > 0
+
+    def combine(self, d: Tensor, hist: list[Tensor], hs: list[float], h: float, order: int) -> Tensor:
+        """(1 + eta) int_0^h e^{-(1+eta)(h-r)} D dr, estimated from D = hist[-1] and the history."""
+        he = (1 + self.eta) * h
+        out = -math.expm1(-he) * d
+        if order == 2:
+            d1 = (d - hist[-2]) * (h / hs[-1])
+            out = out + (0.5 * -math.expm1(-he) if self.solver_type == "midpoint" else phi2(he)) * d1
+        elif order == 3:
+            r0, r1 = hs[-1] / h, hs[-2] / h
+            d1_0, d1_1 = (d - hist[-2]) / r0, (hist[-2] - hist[-3]) / r1
+            d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
+            d2 = (d1_0 - d1_1) / (r0 + r1)
+            weight = 2.0 if self.third_order == "exact" else 1.0
+            out = out + phi2(he) * d1 - weight * phi3(he) * d2
+        return out
+
+    def run(self, ctx: Context, x: Tensor) -> Tensor:
+        sigma, steps = ctx.sigma, ctx.grid.steps
+        hist: list[Tensor] = []
+        hs: list[float] = []  # hs[-1] = lambda_i - lambda_{i-1}
+        for i in range(steps):
+            d = ctx.denoise(x, sigma[i])
+            hist = (hist + [d])[-3:]
+            if sigma[i + 1] == 0:
+                x = d
+                break
+            h = math.log(sigma[i] / sigma[i + 1])
+            x_next = (sigma[i + 1] / sigma[i]) * math.exp(-self.eta * h) * x + self.combine(
+                d, hist, hs, h, self.step_order(i, steps))
+            if self.eta > 0:
+                x_next = x_next + self.s_noise * sigma[i + 1] * math.sqrt(-math.expm1(-2 * self.eta * h)) * ctx.randn_like(x)
+            x = x_next
+            hs = (hs + [h])[-2:]
+        return self.finish(ctx, x)
+
+
+def _info(name: str, order: int, kind: str, paper: str) -> SolverInfo:
+    noise = frozenset({"noise"}) if kind == "sde" else frozenset()
+    return SolverInfo(name=name, family="dpm-solver", kind=kind, order=order, calls_per_step=1, paper=paper,
+                      grid="karras", preconditioning=noise)
+
+
+@register
+class DPMPP2M(_DPMSolverPPMultistep):
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2; k-diffusion ``sample_dpmpp_2m``):
+
+        x_t = (sigma_t/sigma_s) x + (1 - e^{-h}) [(1 + 1/(2 r)) D_i - 1/(2 r) D_{i-1}],  r = h_{i-1} / h
+
+    (``solver_type="midpoint"``; ``"heun"``: phi2(h) (D_i - D_{i-1}) / r in place of the midpoint term).
+    First step and (``lower_order_final``, default) last step first order; a step to 0 is x = D.  NFE = N.
+    """
+
+    info = _info("dpmpp_2m", 2, "ode", DPMPP + ", Algorithm 2 (2M); " + KDIFF + ", sample_dpmpp_2m")
+
+    def __init__(self, solver_type: str = "midpoint", lower_order_final: bool = True,
+                 denoise_to_zero: bool = False, grid=None, final=None, grid_options=None, preconditioner=None):
+        super().__init__(order=2, eta=0.0, solver_type=solver_type, lower_order_final=lower_order_final,
+                         denoise_to_zero=denoise_to_zero, grid=grid, final=final, grid_options=grid_options,
+                         preconditioner=preconditioner)
+
+
+@register
+class DPMPP3M(_DPMSolverPPMultistep):
+    """DPM-Solver++(3M) (Lu et al. 2022; DPM-Solver ``multistep_dpm_solver_third_update``), order 3 with
+    the corrected D'' weight (module docstring; ``third_order="upstream"`` for the references' order-2
+    weight).  Warm-up orders 1, 2 (``solver_type`` of the order-2 steps: "heun" by default, as k-diffusion;
+    "midpoint" as DPM-Solver and diffusers), lower_order_final (default) 2, 1.  NFE = N.
+    """
+
+    info = _info("dpmpp_3m", 3, "ode", DPMPP + " (3M); " + KDIFF + ", sample_dpmpp_3m_sde with eta = 0")
+    default_solver_type = "heun"
+
+    def __init__(self, solver_type: str = "heun", third_order: str = "exact", lower_order_final: bool = True,
+                 denoise_to_zero: bool = False, grid=None, final=None, grid_options=None, preconditioner=None):
+        super().__init__(order=3, eta=0.0, solver_type=solver_type, third_order=third_order,
+                         lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, grid=grid, final=final,
+                         grid_options=grid_options, preconditioner=preconditioner)
+
+
+@register
+class DPMPP2MSDE(_DPMSolverPPMultistep):
+    """DPM-Solver++(2M) SDE (k-diffusion ``sample_dpmpp_2m_sde``), eta = 1 the reverse SDE:
+
+        x_t = (sigma_t/sigma_s) e^{-eta h} x + (1 - e^{-h_eta}) D_i + c (D_i - D_{i-1}) / r
+              + s_noise sigma_t sqrt(1 - e^{-2 eta h}) z,
+        c = (1 - e^{-h_eta})/2 ("midpoint") or phi2(h_eta) ("heun"),  h_eta = (1 + eta) h.
+
+    eta = 0 is DPM-Solver++(2M).  ``lower_order_final`` is off by default (as k-diffusion: only the step
+    to 0, x = D, is first order).  NFE = N.
+    """
+
+    info = _info("dpmpp_2m_sde", 2, "sde", KDIFF + ", sample_dpmpp_2m_sde; " + DPMPP)
+    default_eta = 1.0
+    default_lower_order_final = False
+
+    def __init__(self, eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "midpoint",
+                 lower_order_final: bool = False, denoise_to_zero: bool = False, grid=None, final=None,
+                 grid_options=None, preconditioner=None):
+        super().__init__(order=2, eta=eta, s_noise=s_noise, solver_type=solver_type,
+                         lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, grid=grid, final=final,
+                         grid_options=grid_options, preconditioner=preconditioner)
+
+
+@register
+class DPMPP3MSDE(_DPMSolverPPMultistep):
+    """DPM-Solver++(3M) SDE (k-diffusion ``sample_dpmpp_3m_sde``): the 3M update with h_eta = (1 + eta) h
+    and noise s_noise sigma_t sqrt(1 - e^{-2 eta h}) z; warm-up order-2 step "heun" (phi2), as k-diffusion.
+    ``third_order="exact"`` (default) doubles the references' D'' weight (module docstring).
+    ``lower_order_final`` off by default (k-diffusion).  NFE = N.
+    """
+
+    info = _info("dpmpp_3m_sde", 3, "sde", KDIFF + ", sample_dpmpp_3m_sde; " + DPMPP)
+    default_eta = 1.0
+    default_solver_type = "heun"
+    default_lower_order_final = False
+
+    def __init__(self, eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "heun", third_order: str = "exact",
+                 lower_order_final: bool = False, denoise_to_zero: bool = False, grid=None, final=None,
+                 grid_options=None, preconditioner=None):
+        super().__init__(order=3, eta=eta, s_noise=s_noise, solver_type=solver_type, third_order=third_order,
+                         lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, grid=grid, final=final,
+                         grid_options=grid_options, preconditioner=preconditioner)

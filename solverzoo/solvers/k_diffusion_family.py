@@ -1,0 +1,262 @@
+"""k-diffusion's samplers (Crowson, crowsonkb/k-diffusion ``k_diffusion/sampling.py``) and DDIM, on
+x_hat against sigma, where the probability-flow ODE is dx/dsigma = (x - D(x; sigma)) / sigma
+(Karras et al. 2022, Eq. 4).
+
+Ancestral steps.  From sigma_s to sigma_t with ``eta``, k-diffusion's ``get_ancestral_step``
+splits the step into a deterministic move to sigma_down and fresh noise of scale sigma_up:
+
+    sigma_up = min(sigma_t, eta sigma_t sqrt(1 - sigma_t^2 / sigma_s^2)),  sigma_down = sqrt(sigma_t^2 - sigma_up^2).
+
+sigma_up is DDIM's sigma_t(eta) (Song et al. 2021, Eq. 16) divided by alpha_{t}: in x_hat units the
+DDIM posterior variance (1 - a_{t-1})/(1 - a_t) (1 - a_t/a_{t-1}) / a_{t-1} (a = alpha-bar, sigma^2 =
+(1 - a)/a) equals sigma_t^2 (sigma_s^2 - sigma_t^2) / sigma_s^2.  So a DDIM step and an Euler-ancestral
+step are one update, x_t = D + sigma_down eps + sigma_up z (eps = (x - D)/sigma_s); eta = 1 is the
+ancestral DDPM step, and also SEEDS-1 / DPM-Solver++(1)-SDE.
+
+Noise.  Every draw is ``ctx.randn_like`` (per-sample generators: a sample's noise path does not
+depend on the batch; TDAS filters apply).  ``dpmpp_sde`` needs the noise of two overlapping
+sub-intervals of one step; k-diffusion takes them from a Brownian motion in sigma (a BrownianTree,
+``noise_sampler(s, t) = (W(t) - W(s)) / sqrt(|t - s|)``).  :class:`SigmaBrownian` is that Brownian
+motion, drawn forward in the order the points are visited: W(sigma_mid) - W(sigma_s) =
+sqrt(sigma_s - sigma_mid) z_1, W(sigma_t) - W(sigma_mid) = sqrt(sigma_mid - sigma_t) z_2, z_1, z_2
+fresh per-sample draws; the increment over [sigma_t, sigma_s] is their sum.  This is the joint law
+of the BrownianTree's values at those points (independent Gaussian increments), not its values:
+solverzoo's path for a sample is fixed by (seed, index), k-diffusion's by its tree seed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from torch import Tensor
+
+from .base import Context, Solver, SolverInfo, register
+
+__all__ = ["EulerAncestral", "DDIM", "DPM2", "DPMPPSDE", "ancestral_step", "SigmaBrownian"]
+
+KDIFF = "Crowson, k-diffusion (crowsonkb/k-diffusion, k_diffusion/sampling.py)"
+DDIM_PAPER = "Song, Meng & Ermon 2021, Denoising Diffusion Implicit Models (ICLR), Eq. 12 and 16"
+DPM_SOLVER = "Lu et al. 2022, DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling (NeurIPS)"
+DPMPP = "Lu et al. 2022, DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models (arXiv:2211.01095)"
+
+
+def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
+    """(sigma_down, sigma_up) of k-diffusion's ``get_ancestral_step`` (module docstring).
+    sigma_down is computed as sigma_to sqrt((1 - eta^2) + eta^2 sigma_to^2 / sigma_from^2), free of the
+    cancellation in sqrt(sigma_to^2 - sigma_up^2)."""
+    if eta == 0 or sigma_to == 0:
+        return sigma_to, 0.0
+    q2 = (sigma_to / sigma_from) ** 2
+    if eta**2 * (1 - q2) >= 1:  # k-diffusion's clamp sigma_up <= sigma_to (eta > 1)
+        return 0.0, sigma_to
+    up = eta * sigma_to * math.sqrt(1 - q2)
+    return sigma_to * math.sqrt((1 - eta**2) + eta**2 * q2), up
+
+
+class SigmaBrownian:
+    """A Brownian motion W(sigma) on decreasing sigma, started at W(start) = 0 and drawn forward:
+    each new point below the lowest one so far costs one fresh draw ``draw()`` (module docstring).
+    ``increment(a, b)`` is k-diffusion's normalised noise (W(b) - W(a)) / sqrt(a - b), a > b."""
+
+    def __init__(self, start: float, draw: Callable[[], Tensor]):
+        self.draw = draw
+        self.points: list[float] = [float(start)]
+        self.values: list = [0.0]
+
+    def W(self, sigma: float):
+        if sigma in self.points:
+            return self.values[self.points.index(sigma)]
+        last = self.points[-1]
+        if sigma > last:
+            raise ValueError(f"SigmaBrownian draws forward only: sigma={sigma} lies above the lowest point {last} "
+                             f"but is not a visited point")
+        self.values.append(self.values[-1] + math.sqrt(last - sigma) * self.draw())
+        self.points.append(float(sigma))
+        return self.values[-1]
+
+    def increment(self, a: float, b: float) -> Tensor:
+        return (self.W(b) - self.W(a)) / math.sqrt(a - b)
+
+
+def _check_eta(name: str, eta: float, s_noise: float, most: float = math.inf) -> None:
+    if not 0 <= eta <= most or s_noise < 0:
+        bound = f"0 <= eta <= {most:g}" if math.isfinite(most) else "eta >= 0"
+        raise ValueError(f"{name} needs {bound} and s_noise >= 0; got eta={eta}, s_noise={s_noise}")
+
+
+@register
+class EulerAncestral(Solver):
+    """Euler-ancestral (k-diffusion ``sample_euler_ancestral``): an Euler step of the ODE to sigma_down,
+    then fresh noise (module docstring),
+
+        x_{i+1} = x_i + (sigma_down - sigma_i) (x_i - D_i) / sigma_i + s_noise sigma_up z_i,
+
+    no noise on a step to sigma = 0.  eta = 0 is Euler.  NFE = N.
+    """
+
+    info = SolverInfo(name="euler_ancestral", family="k-diffusion", kind="sde", order=1, calls_per_step=1,
+                      paper=KDIFF + ", sample_euler_ancestral", grid="karras", preconditioning=frozenset({"noise"}))
+    max_eta = math.inf
+
+    def __init__(self, eta: float = 1.0, s_noise: float = 1.0, **base):
+        super().__init__(**base)
+        _check_eta(self.info.name, eta, s_noise, self.max_eta)
+        self.eta, self.s_noise = float(eta), float(s_noise)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.eta > 0
+
+    def run(self, ctx: Context, x: Tensor) -> Tensor:
+        sigma = ctx.sigma
+        for i in range(ctx.grid.steps):
+            d = ctx.denoise(x, sigma[i])
+            down, up = ancestral_step(sigma[i], sigma[i + 1], self.eta)
+            x = d + (down / sigma[i]) * (x - d)
+            if sigma[i + 1] > 0 and self.eta > 0:
+                x = x + self.s_noise * up * ctx.randn_like(x)
+        return x
+
+
+@register
+class DDIM(EulerAncestral):
+    """DDIM (Song et al. 2021, Eq. 12) in x_hat units, alpha-bar = 1 / (1 + sigma^2):
+
+        x_{i+1} = D_i + sqrt(sigma_{i+1}^2 - sigma_up^2) eps_i + sigma_up z,   eps_i = (x_i - D_i) / sigma_i,
+        sigma_up = eta sigma_{i+1} sqrt(1 - sigma_{i+1}^2 / sigma_i^2)         (Eq. 16 over alpha_{i+1}).
+
+    eta = 0 (default) is the deterministic DDIM = Euler = DPM-Solver(++)-1; eta = 1 the ancestral DDPM step.
+    The same update as ``euler_ancestral`` (module docstring), with 0 <= eta <= 1 and the process's native
+    grid (uniform in time on VP, as DDIM's skipped timesteps).  diffusers ``DDIMScheduler`` with
+    ``set_alpha_to_one=True`` is this on sigma_i = sqrt((1 - a_{t_i}) / a_{t_i}) plus a final 0.
+    """
+
+    info = SolverInfo(name="ddim", family="ddim", kind="ode", order=1, calls_per_step=1, paper=DDIM_PAPER,
+                      preconditioning=frozenset({"noise"}))
+    max_eta = 1.0
+
+    def __init__(self, eta: float = 0.0, s_noise: float = 1.0, **base):
+        super().__init__(eta=eta, s_noise=s_noise, **base)
+
+
+class _TwoStage(Solver):
+    """Budget of the two-call-per-step solvers: a step to sigma = 0 is one call (x = D)."""
+
+    def nfe_for_steps(self, steps: int) -> int:
+        return 2 * steps - (1 if self.final == "zero" else 0)
+
+    def steps_for_nfe(self, nfe: int) -> int:
+        least = 1 if self.final == "zero" else 2
+        if int(nfe) != nfe or nfe < least:
+            raise ValueError(f"solver {self.info.name!r} needs an NFE budget of at least {least}, got {nfe}")
+        return (int(nfe) + 1) // 2 if self.final == "zero" else int(nfe) // 2
+
+
+@register
+class DPM2(_TwoStage):
+    """k-diffusion's DPM-Solver-2 in the Karras frame (``sample_dpm_2``; Lu et al. 2022, DPM-Solver-2
+    with r = 1/2, in sigma): midpoint sigma_mid = sqrt(sigma_hat sigma_down) (the lambda midpoint),
+
+        d = (x - D(x; sigma_hat)) / sigma_hat,       x_2 = x + (sigma_mid - sigma_hat) d
+        d_2 = (x_2 - D(x_2; sigma_mid)) / sigma_mid, x_{i+1} = x + (sigma_down - sigma_hat) d_2 [+ s_noise sigma_up z]
+
+    An Euler step (x = D) to sigma = 0.  Either EDM's churn (``s_churn``, ``s_tmin``, ``s_tmax``, ``s_noise``:
+    sigma_hat = (1 + gamma) sigma_i as in ``heun``; sigma_down = sigma_{i+1}) or ancestral noise
+    (``eta`` in [0, 1], ``sample_dpm_2_ancestral``: sigma_hat = sigma_i).  NFE = 2N - 1 (2N on a grid
+    ending at sigma_min).
+    """
+
+    info = SolverInfo(name="dpm2", family="k-diffusion", kind="ode", order=2, calls_per_step=2, nfe_offset=-1,
+                      paper=KDIFF + ", sample_dpm_2 / sample_dpm_2_ancestral; " + DPM_SOLVER, grid="karras",
+                      preconditioning=frozenset({"noise"}))
+
+    def __init__(self, eta: float = 0.0, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
+                 s_noise: float = 1.0, **base):
+        super().__init__(**base)
+        _check_eta("dpm2", eta, s_noise, 1.0)
+        if s_churn < 0 or s_tmin < 0 or s_tmax < s_tmin:
+            raise ValueError(f"dpm2 needs s_churn >= 0 and 0 <= s_tmin <= s_tmax; got {s_churn}, {s_tmin}, {s_tmax}")
+        if eta > 0 and s_churn > 0:
+            raise ValueError("dpm2: choose ancestral noise (eta) or churn (s_churn), not both")
+        self.eta, self.s_churn, self.s_tmin, self.s_tmax, self.s_noise = (
+            float(eta), float(s_churn), float(s_tmin), float(s_tmax), float(s_noise))
+
+    @property
+    def stochastic(self) -> bool:
+        return self.eta > 0 or self.s_churn > 0
+
+    def run(self, ctx: Context, x: Tensor) -> Tensor:
+        sigma, steps = ctx.sigma, ctx.grid.steps
+        gamma_max = min(self.s_churn / steps, math.sqrt(2) - 1)
+        for i in range(steps):
+            gamma = gamma_max if self.s_churn > 0 and self.s_tmin <= sigma[i] <= self.s_tmax else 0.0
+            s_hat = sigma[i] * (1 + gamma)
+            if gamma > 0:
+                x = x + math.sqrt(s_hat**2 - sigma[i] ** 2) * self.s_noise * ctx.randn_like(x)
+            down, up = ancestral_step(sigma[i], sigma[i + 1], self.eta)
+            d = (x - ctx.denoise(x, s_hat)) / s_hat
+            if down == 0:
+                x = x + (down - s_hat) * d
+                continue
+            mid = math.sqrt(s_hat * down)
+            x_2 = x + (mid - s_hat) * d
+            d_2 = (x_2 - ctx.denoise(x_2, mid)) / mid
+            x = x + (down - s_hat) * d_2
+            if self.eta > 0:
+                x = x + self.s_noise * up * ctx.randn_like(x)
+        return x
+
+
+@register
+class DPMPPSDE(_TwoStage):
+    """k-diffusion's DPM-Solver++ SDE (``sample_dpmpp_sde``): a DPM-Solver++(2S) step with ancestral
+    noise at both stages.  lambda_mid = lambda_s + r h (sigma_mid = sigma_s^{1-r} sigma_t^r), fac = 1/(2r):
+
+        (d_1, u_1) = ancestral_step(sigma_s, sigma_mid, eta),   (d_2, u_2) = ancestral_step(sigma_s, sigma_t, eta)
+        x_2     = (d_1/sigma_s) x + (1 - d_1/sigma_s) D_s + s_noise u_1 N(sigma_s, sigma_mid)
+        D'      = (1 - fac) D_s + fac D(x_2; sigma_mid)
+        x_t     = (d_2/sigma_s) x + (1 - d_2/sigma_s) D' + s_noise u_2 N(sigma_s, sigma_t)
+
+    N(a, b) the normalised increments of one Brownian motion in sigma (:class:`SigmaBrownian`: the
+    two are correlated, corr = sqrt((sigma_s - sigma_mid) / (sigma_s - sigma_t))).  With eta = 1 and
+    r = 1/2 the drift part is SEEDS-2's (data prediction, c2 = 1/2; see ``seeds``); the noise coupling
+    is k-diffusion's, not SEEDS's exact one.  A step to sigma = 0 is x = D.  NFE = 2N - 1.
+    """
+
+    info = SolverInfo(name="dpmpp_sde", family="k-diffusion", kind="sde", order=2, calls_per_step=2, nfe_offset=-1,
+                      paper=KDIFF + ", sample_dpmpp_sde; " + DPMPP, grid="karras", preconditioning=frozenset({"noise"}))
+
+    def __init__(self, eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5, **base):
+        super().__init__(**base)
+        _check_eta("dpmpp_sde", eta, s_noise)
+        if not 0 < r <= 1:
+            raise ValueError(f"dpmpp_sde needs 0 < r <= 1, got {r}")
+        self.eta, self.s_noise, self.r = float(eta), float(s_noise), float(r)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.eta > 0
+
+    def run(self, ctx: Context, x: Tensor) -> Tensor:
+        sigma = ctx.sigma
+        fac = 1 / (2 * self.r)
+        for i in range(ctx.grid.steps):
+            s, t = sigma[i], sigma[i + 1]
+            d = ctx.denoise(x, s)
+            if t == 0:
+                x = d
+                continue
+            mid = s ** (1 - self.r) * t**self.r
+            path = SigmaBrownian(s, lambda: ctx.randn_like(x)) if self.eta > 0 else None
+            down, up = ancestral_step(s, mid, self.eta)
+            x_2 = (down / s) * x + (1 - down / s) * d
+            if path is not None:
+                x_2 = x_2 + self.s_noise * up * path.increment(s, mid)
+            d_prime = (1 - fac) * d + fac * ctx.denoise(x_2, mid)
+            down, up = ancestral_step(s, t, self.eta)
+            x_next = (down / s) * x + (1 - down / s) * d_prime
+            if path is not None:
+                x_next = x_next + self.s_noise * up * path.increment(s, t)
+            x = x_next
+        return x

@@ -1,0 +1,283 @@
+"""The peer samplers: convergence orders on the Gaussian's exact flow (a wrong coefficient shows as a
+wrong slope), the equivalences between them, counted NFE, batch-size independence, convergence of
+the stochastic ones in law, and bad options."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import solverzoo
+from solverzoo.models.gaussian import GaussianModel
+from solverzoo.noise import INIT, NoiseSource
+from solverzoo.solvers.k_diffusion_family import SigmaBrownian, ancestral_step
+from solverzoo.solvers.multistep import lagrange_weights, phi
+
+GAUSS = GaussianModel(shape=(8,), mean=torch.linspace(-1, 1, 8), var=torch.linspace(0.1, 4, 8))
+SMAX, SMIN = 80.0, 0.05
+
+
+def flow_error(name, steps, grid="karras", final="sigma_min", model=GAUSS, **options):
+    """max |x_N - exact flow| from the grid's first to its last sigma (x_0 = sigma_0 z, INIT stream)."""
+    r = solverzoo.sample(model, name, steps=steps, num_samples=4, seed=0, dtype=torch.float64, grid=grid, final=final,
+                         grid_options=dict(sigma_min=SMIN, sigma_max=SMAX), **options)
+    s0, s1 = float(r.grid.sigma[0]), float(r.grid.sigma[-1])
+    z = NoiseSource(0, range(4), INIT, dtype=torch.float64).randn(model.shape)
+    return (r.samples - model.ode_flow(s0 * z, s0, s1)).abs().max().item()
+
+
+def slope(name, n, **options):
+    return math.log2(flow_error(name, n, **options) / flow_error(name, 2 * n, **options))
+
+
+NO_LOF = {"lower_order_final": False}
+# (solver, options, declared order, step count n: the slope is measured between n and 2n steps)
+ORDERS = [
+    ("ddim", {}, 1, 32),
+    ("euler_ancestral", {"eta": 0.0}, 1, 32),
+    ("dpm2", {}, 2, 32),
+    ("dpmpp_2s", {}, 2, 32),
+    ("dpmpp_2m", NO_LOF, 2, 32),
+    ("dpmpp_2m", {**NO_LOF, "solver_type": "heun"}, 2, 32),
+    ("dpmpp_3m", NO_LOF, 3, 64),
+    ("dpmpp_3m", {**NO_LOF, "solver_type": "midpoint"}, 3, 64),
+    ("dpmpp_2m_sde", {"eta": 0.0}, 2, 32),
+    ("dpmpp_3m_sde", {"eta": 0.0}, 3, 64),
+    ("lms", {"order": 1}, 1, 32),
+    ("lms", {"order": 2}, 2, 64),
+    ("lms", {"order": 3}, 3, 64),
+    ("lms", {"order": 4}, 4, 128),
+    ("deis", {"order": 1, **NO_LOF}, 1, 32),
+    ("deis", {"order": 2, **NO_LOF}, 2, 32),
+    ("deis", {"order": 3, **NO_LOF}, 3, 64),
+    ("unipc", {"order": 1, **NO_LOF}, 2, 32),
+    ("unipc", {"order": 2, **NO_LOF}, 3, 64),
+    ("unipc", {"order": 3, **NO_LOF}, 4, 64),
+    ("unipc", {"order": 2, "variant": "bh1", **NO_LOF}, 3, 64),
+    ("unipc", {"order": 3, "variant": "bh1", **NO_LOF}, 4, 64),
+    ("unipc", {"order": 2, "corrector": False, **NO_LOF}, 2, 32),
+    ("unipc", {"order": 3, "corrector": False, **NO_LOF}, 3, 64),
+]
+
+
+@pytest.mark.parametrize("name,options,order,n", ORDERS,
+                         ids=[f"{c[0]}-{'-'.join(f'{k}={v}' for k, v in c[1].items())}" for c in ORDERS])
+def test_convergence_order(name, options, order, n):
+    """Log-log slope of the error against the exact flow on a Karras grid (80 -> 0.05)."""
+    s = slope(name, n, **options)
+    assert order - 0.25 <= s <= order + 0.35, f"{name} {options}: slope {s:.2f}, declared order {order}"
+    assert solverzoo.get_solver(name, **options).info.order == order
+
+
+def test_upstream_third_order_is_second_order():
+    """DPM-Solver / diffusers / k-diffusion weight the D'' term by phi3 instead of 2 phi3: order 2."""
+    s = slope("dpmpp_3m", 64, third_order="upstream", **NO_LOF)
+    assert 1.75 <= s <= 2.3
+    assert solverzoo.get_solver("dpmpp_3m", third_order="upstream").info.order == 2
+
+
+def test_lower_order_final_costs_accuracy_at_many_steps():
+    """With lower_order_final the last two steps have orders 2 and 1: at 128 uniform-lambda steps
+    their O(h^2) local error dominates the third-order global error."""
+    lof = flow_error("dpmpp_3m", 128, grid="uniform_lambda")
+    assert lof > 3 * flow_error("dpmpp_3m", 128, grid="uniform_lambda", **NO_LOF)
+    assert 1.6 < slope("dpmpp_3m", 128, grid="uniform_lambda") < 2.3
+
+
+# --- equivalences ----------------------------------------------------------------------------------
+
+
+def run(name, steps=12, model=GAUSS, num_samples=3, **options):
+    return solverzoo.sample(model, name, steps=steps, num_samples=num_samples, seed=5, dtype=torch.float64,
+                            **options).samples
+
+
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+def test_ddim_eta0_is_euler_and_dpm_solver_1(final):
+    ddim = run("ddim", grid="karras", final=final)
+    for other, options in [("euler", {}), ("euler_ancestral", {"eta": 0.0}), ("etd_erk", {"order": 1}),
+                           ("deis", {"order": 1}), ("lms", {"order": 1})]:
+        assert torch.allclose(ddim, run(other, grid="karras", final=final, **options), rtol=0, atol=1e-12), other
+
+
+def test_ddim_eta1_is_ancestral_ddpm_and_seeds1():
+    ddim = run("ddim", eta=1.0, grid="karras", final="zero")
+    assert torch.allclose(ddim, run("euler_ancestral", eta=1.0, final="zero"), rtol=0, atol=1e-12)
+    assert torch.allclose(ddim, run("seeds1", final="zero"), rtol=0, atol=1e-12)
+
+
+def test_unipc_predictor_is_dpm_solver_pp():
+    """UniP-2 (bh2, rho = 1/2) is DPM-Solver++(2M); UniP-3 (bh2) is 3M with the exact D'' weight."""
+    for lof in (True, False):
+        assert torch.allclose(run("unipc", order=2, corrector=False, lower_order_final=lof),
+                              run("dpmpp_2m", grid=None, lower_order_final=lof), rtol=0, atol=1e-12)
+    assert torch.allclose(run("unipc", order=3, corrector=False, lower_order_final=False),
+                          run("dpmpp_3m", grid=None, solver_type="midpoint", lower_order_final=False), rtol=0, atol=1e-11)
+
+
+def test_sde_multistep_with_eta0_is_the_ode_solver():
+    assert torch.allclose(run("dpmpp_2m_sde", eta=0.0), run("dpmpp_2m", lower_order_final=False), rtol=0, atol=1e-12)
+    assert torch.allclose(run("dpmpp_3m_sde", eta=0.0), run("dpmpp_3m", lower_order_final=False), rtol=0, atol=1e-12)
+
+
+def test_dpmpp_2s_is_etd_erk_2():
+    assert torch.allclose(run("dpmpp_2s", final="sigma_min"), run("etd_erk", order=2, final="sigma_min"),
+                          rtol=0, atol=1e-12)
+
+
+def test_dpmpp_sde_without_noise_is_dpmpp_2s():
+    assert torch.allclose(run("dpmpp_sde", eta=0.0), run("dpmpp_2s"), rtol=0, atol=1e-12)
+
+
+def test_denoise_to_zero_is_the_zero_grid():
+    """N steps to sigma_min then x = D(x; sigma_min) = the zero grid with nodes sigma_0..sigma_min, 0."""
+    grid = solverzoo.make_grid("karras", GAUSS.process, 8, final="sigma_min").sigmas()
+    a = run("dpmpp_2m", grid=grid, denoise_to_zero=True, lower_order_final=False)
+    b = run("dpmpp_2m", grid=grid + [0.0], lower_order_final=False)
+    assert torch.allclose(a, b, rtol=0, atol=1e-12)
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def test_phi_functions():
+    for z in (-40.0, -3.0, -0.7, -0.3, -1e-6, 0.0, 1e-6, 0.3, 2.0):
+        assert phi(0, z) == pytest.approx(math.exp(z), rel=1e-14)
+        if z != 0:
+            assert phi(1, z) == pytest.approx(math.expm1(z) / z, rel=1e-13)
+    for k in (1, 2, 3, 4):  # continuity across the series / recursion switch
+        assert phi(k, 0.4999999) == pytest.approx(phi(k, 0.5000001), rel=1e-6)
+        assert phi(k, 0.0) == pytest.approx(1 / math.factorial(k))
+
+
+def test_lagrange_weights_integrate_polynomials_exactly():
+    nodes, a, b = [3.0, 4.5, 6.0, 8.0], 3.0, 1.7
+    w = lagrange_weights(nodes, a, b)
+    for p in range(4):  # int_a^b s^p ds
+        assert sum(wj * n**p for wj, n in zip(w, nodes)) == pytest.approx((b ** (p + 1) - a ** (p + 1)) / (p + 1), rel=1e-12)
+    wl = lagrange_weights(nodes, a, b, log=True)  # exact for polynomials in log s
+    for p in range(4):
+        from scipy.integrate import quad
+        ref = quad(lambda s: math.log(s) ** p, a, b, epsabs=1e-13, epsrel=1e-13)[0]
+        assert sum(wj * math.log(n) ** p for wj, n in zip(wl, nodes)) == pytest.approx(ref, rel=1e-10)
+    assert sum(lagrange_weights(nodes, 3.0, 0.0, log=True)) == pytest.approx(-3.0)  # int_3^0 1 ds
+
+
+def test_ancestral_step():
+    down, up = ancestral_step(2.0, 1.0, 1.0)
+    assert up == pytest.approx(math.sqrt(0.75)) and down == pytest.approx(0.5)
+    assert ancestral_step(2.0, 1.0, 0.0) == (1.0, 0.0)
+    assert ancestral_step(2.0, 0.0, 1.0) == (0.0, 0.0)
+    assert ancestral_step(2.0, 1.0, 5.0) == (0.0, 1.0)  # k-diffusion's clamp
+    down, up = ancestral_step(80.0, 1e-3, 0.7)
+    assert down**2 + up**2 == pytest.approx(1e-6, rel=1e-12)
+
+
+def test_sigma_brownian_bridge():
+    """dpmpp_sde's two increments over [t, mid] and [t, s] are those of one Brownian motion in sigma."""
+    draws = iter([torch.tensor([1.0]), torch.tensor([-2.0])])
+    w = SigmaBrownian(3.0, lambda: next(draws))
+    assert w.increment(3.0, 2.0).item() == pytest.approx(1.0)
+    assert w.increment(3.0, 0.5).item() == pytest.approx((1.0 - 2.0 * math.sqrt(1.5)) / math.sqrt(2.5))
+    with pytest.raises(ValueError):
+        w.W(1.0)  # between visited points: would need a bridge draw
+    gen = torch.Generator().manual_seed(0)
+    w = SigmaBrownian(3.0, lambda: torch.randn(200_000, generator=gen, dtype=torch.float64))
+    n1, n2 = w.increment(3.0, 2.0), w.increment(3.0, 0.5)
+    assert n2.var().item() == pytest.approx(1.0, abs=0.01)
+    assert (n1 * n2).mean().item() == pytest.approx(math.sqrt(1.0 / 2.5), abs=0.01)
+
+
+# --- NFE, batch independence, convergence in law -----------------------------------------------------
+
+NEW = ["ddim", "euler_ancestral", "dpm2", "dpmpp_2s", "dpmpp_sde", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde",
+       "dpmpp_3m_sde", "lms", "deis", "unipc"]
+
+
+@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+def test_counted_nfe_is_declared(name, final):
+    solver = solverzoo.get_solver(name, final=final)
+    for nfe in (5, 8):
+        r = solverzoo.sample(GAUSS, name, nfe=nfe, num_samples=2, final=final)
+        assert r.nfe == solver.nfe_for_steps(r.steps) <= nfe
+        assert r.nfe >= nfe - solver.info.calls_per_step + 1
+
+
+def test_denoise_to_zero_costs_one_call():
+    r = solverzoo.sample(GAUSS, "unipc", nfe=7, num_samples=2, final="sigma_min", denoise_to_zero=True)
+    assert (r.nfe, r.steps) == (7, 6)
+
+
+STOCHASTIC = [("euler_ancestral", {}), ("ddim", {"eta": 0.5}), ("dpm2", {"eta": 1.0}), ("dpm2", {"s_churn": 10.0}),
+              ("dpmpp_2s", {"eta": 1.0}), ("dpmpp_sde", {}), ("dpmpp_2m_sde", {}), ("dpmpp_3m_sde", {})]
+
+
+@pytest.mark.parametrize("name,options", STOCHASTIC, ids=[f"{n}-{o}" for n, o in STOCHASTIC])
+def test_stochastic_samplers_are_batch_size_independent(name, options):
+    model = solverzoo.get_model("gmm-image", resolution=8, num_components=3, process="edm")
+    whole = solverzoo.sample(model, name, nfe=10, num_samples=5, seed=3, dtype=torch.float64, **options)
+    assert solverzoo.get_solver(name, **options).stochastic
+    for batch in (1, 2):
+        split = solverzoo.sample(model, name, nfe=10, num_samples=5, seed=3, dtype=torch.float64, batch_size=batch,
+                                 **options)
+        assert torch.allclose(whole.samples, split.samples, rtol=0, atol=1e-10)
+    tail = solverzoo.sample(model, name, nfe=10, num_samples=2, seed=3, dtype=torch.float64, start_index=3, **options)
+    assert torch.allclose(whole.samples[3:], tail.samples, rtol=0, atol=1e-10)
+    other = solverzoo.sample(model, name, nfe=10, num_samples=5, seed=4, dtype=torch.float64, **options)
+    assert not torch.allclose(whole.samples, other.samples)
+
+
+WIDE = GaussianModel(shape=(16384,), mean=0.5, var=0.25)  # iid coordinates: 32768 draws from 2 samples
+
+
+def law_error(name, steps, **options):
+    x = solverzoo.sample(WIDE, name, steps=steps, num_samples=2, seed=1, dtype=torch.float64, **options).samples
+    return max(abs(x.mean().item() - 0.5) / 0.5, abs(x.var().item() / 0.25 - 1))
+
+
+@pytest.mark.parametrize("name,options", STOCHASTIC, ids=[f"{n}-{o}" for n, o in STOCHASTIC])
+def test_stochastic_samplers_converge_in_law(name, options):
+    """Mean and variance of the Gaussian data law: error at 256 steps below 10% (sampling error ~1.5%)
+    and well below the error at 8 steps unless that is already small."""
+    coarse, fine = law_error(name, 8, **options), law_error(name, 256, **options)
+    assert fine < 0.1
+    assert fine < 0.5 * coarse or coarse < 0.12
+
+
+@pytest.mark.parametrize("name", ["ddim", "dpm2", "dpmpp_2s", "dpmpp_2m", "dpmpp_3m", "lms", "deis", "unipc"])
+def test_ode_samplers_converge_to_the_flow(name):
+    errors = [flow_error(name, n, grid=None, final="zero") for n in (8, 32, 128)]
+    assert errors[2] < 0.05 and errors[2] < errors[0] / 8, errors
+
+
+# --- bad options ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,options", [
+    ("ddim", {"eta": 1.5}), ("ddim", {"eta": -0.1}), ("euler_ancestral", {"s_noise": -1}),
+    ("dpm2", {"eta": 0.5, "s_churn": 1.0}), ("dpm2", {"eta": 2.0}), ("dpmpp_2s", {"eta": 1.2}),
+    ("dpmpp_sde", {"r": 0.0}), ("dpmpp_2m", {"solver_type": "rk4"}), ("dpmpp_3m", {"third_order": "double"}),
+    ("lms", {"order": 5}), ("lms", {"order": 2.5}), ("deis", {"order": 4}), ("unipc", {"order": 0}),
+    ("unipc", {"variant": "bh3"}), ("dpmpp_2m", {"denoise_to_zero": True}),
+    ("dpmpp_2m_sde", {"eta": -1.0}),
+])
+def test_bad_options(name, options):
+    with pytest.raises(ValueError):
+        solverzoo.get_solver(name, **options)
+
+
+@pytest.mark.parametrize("name,option", [("lms", "lower_order_final"), ("dpmpp_2m", "order"), ("dpmpp_2m", "eta"),
+                                         ("dpmpp_2s", "prediction"), ("dpmpp_3m", "eta")])
+def test_options_that_do_not_belong(name, option):
+    with pytest.raises(ValueError, match="unknown option"):
+        solverzoo.get_solver(name, **{option: 1})
+
+
+def test_ode_solvers_refuse_preconditioners_and_sde_ones_accept_noise_filters():
+    from solverzoo.preconditioners import Identity
+    with pytest.raises(ValueError):
+        solverzoo.get_solver("dpmpp_2m", preconditioner=Identity())
+    solverzoo.get_solver("dpmpp_2m_sde", preconditioner=Identity())
