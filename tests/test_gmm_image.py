@@ -340,7 +340,7 @@ def test_registry():
     assert {"gmm-image", "gmm-2d"} <= set(list_models())
     m = get_model("gmm-image")
     assert isinstance(m, GMMImage) and isinstance(m, AnalyticModel) and isinstance(m, Model)
-    assert m.shape == (3, 32, 32) and m.process.name == "edm"
+    assert m.shape == (3, 32, 32) and m.process.name == "ve"
     m = get_model("gmm-image", resolution=64, channels=1, process="vp")
     assert m.shape == (1, 64, 64) and m.process.name == "vp"
     m = get_model("gmm-image", height=16, width=24, num_components=2)

@@ -12,8 +12,6 @@ only accepts models trained under an FDM process.
 
 from __future__ import annotations
 
-import torch
-
 from ..models.base import Model
 from .base import SolverInfo, register
 from .edm import EDM, Heun
@@ -41,7 +39,7 @@ class FDM(Heun):
     info = SolverInfo(name="fdm", family="fdm", kind="ode", order=2, calls_per_step=2, nfe_offset=-1,
                       paper=FDM_PAPER + "; sampler: " + EDM + ", Algorithm 1 (Heun)", grid="karras")
 
-    def prepare(self, model: Model, device: torch.device, dtype: torch.dtype) -> None:
+    def check_model(self, model: Model) -> None:
         process = getattr(model.process, "name", str(model.process))
         if process not in FDM_PROCESSES:
             raise ValueError(
@@ -49,7 +47,7 @@ class FDM(Heun):
                 f"{getattr(model, 'name', type(model).__name__)!r} was trained under {process!r}. Use heun for "
                 f"it, or build the analytic model with process='fdm-edm'"
             )
-        super().prepare(model, device, dtype)
+        super().check_model(model)
 
     def make_grid(self, process, steps: int):
         if self.grid_for(process) != "karras":
