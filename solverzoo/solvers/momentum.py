@@ -1,0 +1,190 @@
+"""Momentum samplers of Wizadwongsa et al. 2023, "Diffusion Sampling with Momentum for Mitigating
+Divergence Artifacts" (ICCV; code sWizad/momentum-diffusion, ``momentum_scheduler.py``).
+
+Heavy ball (HB, Sec. 4.1, Eq. 13-14).  A multistep method x_{n+1} = x_n + delta sum_i b_i f_{n-i}
+becomes, with damping beta in (0, 1],
+
+    v_{n+1} = (1 - beta) v_n + beta sum_i b_i f_{n-i},     x_{n+1} = x_n + delta v_{n+1}
+
+(v_0 = f_0).  beta = 1 is the method itself; any beta < 1 makes it first order (their Theorem 1)
+and enlarges its stability region.
+
+Generalised heavy ball (GHVB, Sec. 4.2, Eq. 15-19).  With the backward difference nabla and the
+Adams-Bashforth series delta (gamma_0 + gamma_1 nabla + gamma_2 nabla^2 + ...) f_n, gamma = 1, 1/2,
+5/12, 3/8, 251/720, multiplying by (beta + (1 - beta) nabla) and keeping k terms gives
+
+    v_{n+1} = (1 - beta) v_n + beta f_n,   x_{n+1} = x_n + (delta / beta) sum_{j<k} a_j nabla^j v_{n+1},
+    a_j = beta gamma_j + (1 - beta) gamma_{j-1}     (gamma_{-1} = 0),
+
+an order-k method for every beta (GHVB "k - 1 + beta": GHVB 1.8 is k = 2, beta = 0.8); beta = 1 is
+AB-k (PLMS-k), and order 1 is Euler with HB.  (The paper's Eq. 19 prints + (2 - beta)/(2 beta) v_n;
+expanding Eq. 18 gives -, which is what the code does.)
+
+Frame: f = eps = (x - D)/sigma and delta = sigma_{n+1} - sigma_n, on x_hat against sigma (the
+code's ``del_g * update_val`` with g = sqrt(1 - a)/sqrt(a) = sigma).  The AB coefficients are the
+constant-step ones, as in PLMS and the paper's code, applied to whatever grid is chosen; warm-up
+steps use the lower orders the history allows (the code's ``min(order, len(ets))``).  A step to
+sigma = 0 is an ordinary step (delta = -sigma).  NFE = N.
+
+HB on DPM-Solver++(2M) (the paper's ``MomentumDPMSolverMultistepScheduler``): the velocity is the
+exponential moving average of the 2M combination D_i + (D_i - D_{i-1}) / (2 r), and
+x_t = (sigma_t / sigma_s) x + (1 - e^{-h}) v; first-order steps (warm-up, lower_order_final, the
+step to zero) use D_i and leave v alone, as the code does.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+from torch import Tensor
+
+from .base import Context, SolverInfo, register
+from .dpm_solver import DPMPP2M
+from .multistep import Multistep
+
+__all__ = ["PLMSHB", "GHVB", "DPMPP2MHB", "adams_gammas", "ab_weights", "ghvb_weights"]
+
+MOMENTUM = ("Wizadwongsa et al. 2023, Diffusion Sampling with Momentum for Mitigating Divergence Artifacts "
+            "(ICCV)")
+
+
+@lru_cache(maxsize=None)
+def adams_gammas(k: int) -> tuple[float, ...]:
+    """gamma_0..gamma_{k-1} of the Adams-Bashforth backward-difference series:
+    gamma_j = 1 - sum_{i<j} gamma_i / (j + 1 - i)  (1, 1/2, 5/12, 3/8, 251/720, ...)."""
+    out: list[float] = []
+    for j in range(k):
+        out.append(1.0 - sum(g / (j + 1 - i) for i, g in enumerate(out)))
+    return tuple(out)
+
+
+def _expand(a: list[float]) -> list[float]:
+    """sum_j a_j nabla^j y_n as weights on y_n, y_{n-1}, ...: nabla^j y_n = sum_m (-1)^m C(j, m) y_{n-m}."""
+    return [sum(aj * (-1) ** m * math.comb(j, m) for j, aj in enumerate(a) if m <= j) for m in range(len(a))]
+
+
+def ab_weights(k: int) -> list[float]:
+    """Constant-step Adams-Bashforth-k weights on f_n, f_{n-1}, ... (AB2: 3/2, -1/2)."""
+    return _expand(list(adams_gammas(k)))
+
+
+def ghvb_weights(k: int, beta: float) -> list[float]:
+    """GHVB-k weights on v_{n+1}, v_n, ... (module docstring): (1/beta) sum_j a_j nabla^j."""
+    g = adams_gammas(k)
+    a = [beta * g[j] + (1 - beta) * (g[j - 1] if j > 0 else 0.0) for j in range(k)]
+    return [w / beta for w in _expand(a)]
+
+
+class _Momentum(Multistep):
+    max_order = 4
+
+    def __init__(self, order: int = 4, beta: float = 0.8, grid=None, final=None, grid_options=None,
+                 preconditioner=None):
+        if not 0 < beta <= 1:
+            raise ValueError(f"{self.info.name} needs a damping coefficient 0 < beta <= 1, got {beta}")
+        self.beta = float(beta)
+        super().__init__(order=order, lower_order_final=False, denoise_to_zero=False, grid=grid, final=final,
+                         grid_options=grid_options, preconditioner=preconditioner)
+
+
+@register
+class PLMSHB(_Momentum):
+    """PLMS-k (constant-step Adams-Bashforth on dx/dsigma = eps, Liu et al. 2022) with Polyak's heavy
+    ball (Wizadwongsa et al. 2023, Eq. 14; the code's ``PLMSWithHBScheduler``):
+
+        v_{n+1} = (1 - beta) v_n + beta sum_i b_i eps_{n-i},   x_{n+1} = x_n + (sigma_{n+1} - sigma_n) v_{n+1}
+
+    b = AB-p weights, p = min(order, n + 1); v_0 = eps_0.  beta = 1 is PLMS-k (order k); beta < 1 is
+    first order.  Defaults: PLMS4 with HB 0.8.  NFE = N.
+    """
+
+    info = SolverInfo(name="plms_hb", family="momentum", kind="ode", order=1, calls_per_step=1,
+                      paper=MOMENTUM + ", Sec. 4.1, Eq. 14 (HB on PLMS)")
+
+    def declared_order(self) -> int:
+        return self.order if self.beta == 1 else 1
+
+    def run(self, ctx: Context, x: Tensor) -> Tensor:
+        sigma = ctx.sigma
+        eps: list[Tensor] = []
+        v = None
+        for i in range(ctx.grid.steps):
+            e = (x - ctx.denoise(x, sigma[i])) / sigma[i]
+            eps = (eps + [e])[-self.order:]
+            prime = sum(w * f for w, f in zip(ab_weights(len(eps)), reversed(eps)))
+            v = prime if v is None else (1 - self.beta) * v + self.beta * prime
+            x = x + (sigma[i + 1] - sigma[i]) * v
+        return x
+
+
+@register
+class GHVB(_Momentum):
+    """Generalised heavy ball GHVB (Wizadwongsa et al. 2023, Eq. 15-19; the code's ``GHVBScheduler``):
+
+        v_{n+1} = (1 - beta) v_n + beta eps_n,    x_{n+1} = x_n + (sigma_{n+1} - sigma_n) sum_m c_m v_{n+1-m}
+
+    c = :func:`ghvb_weights` (order p = min(order, n + 1), warm-up), v_0 = eps_0.  GHVB "k - 1 + beta" is
+    ``order=k, beta=beta`` (default GHVB 3.8); AB-k (PLMS-k) at beta = 1.  NFE = N.
+
+    Order: the scheme is exact for polynomial eps of degree < k on constant steps (order k, their
+    Theorem 2).  As sampled here and in the paper's code it is observed at order min(k, 2): the
+    warm-up's first (Euler) step leaves an O(h^2) error, and constant-step weights on a non-uniform
+    grid (Karras, uniform-in-t) are only second-order consistent (tests/test_peers.py measures both).
+    """
+
+    info = SolverInfo(name="ghvb", family="momentum", kind="ode", order=4, calls_per_step=1,
+                      paper=MOMENTUM + ", Sec. 4.2, Eq. 15-19 (GHVB)")
+
+    def run(self, ctx: Context, x: Tensor) -> Tensor:
+        sigma = ctx.sigma
+        vs: list[Tensor] = []
+        v = None
+        for i in range(ctx.grid.steps):
+            e = (x - ctx.denoise(x, sigma[i])) / sigma[i]
+            v = e if v is None else (1 - self.beta) * v + self.beta * e
+            vs = (vs + [v])[-self.order:]
+            x = x + (sigma[i + 1] - sigma[i]) * sum(
+                c * u for c, u in zip(ghvb_weights(len(vs), self.beta), reversed(vs)))
+        return x
+
+
+@register
+class DPMPP2MHB(DPMPP2M):
+    """DPM-Solver++(2M) with heavy-ball momentum (Wizadwongsa et al. 2023, Sec. 4.1 applied to
+    DPM-Solver++; the code's ``MomentumDPMSolverMultistepScheduler``, midpoint type):
+
+        v = (1 - beta) v + beta [D_i + (D_i - D_{i-1}) / (2 r)],   x_t = (sigma_t / sigma_s) x + (1 - e^{-h}) v
+
+    v starts at the first second-order combination; first-order steps use D_i (module docstring).
+    beta = 1 is dpmpp_2m; beta < 1 is first order.  NFE = N.
+    """
+
+    info = SolverInfo(name="dpmpp_2m_hb", family="momentum", kind="ode", order=1, calls_per_step=1,
+                      paper=MOMENTUM + ", Sec. 4.1 (HB on DPM-Solver++(2M))", grid="karras")
+
+    def __init__(self, beta: float = 0.8, lower_order_final: bool = True, denoise_to_zero: bool = False, grid=None,
+                 final=None, grid_options=None, preconditioner=None):
+        if not 0 < beta <= 1:
+            raise ValueError(f"dpmpp_2m_hb needs a damping coefficient 0 < beta <= 1, got {beta}")
+        self.beta = float(beta)
+        self._velocity = None
+        super().__init__(solver_type="midpoint", lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero,
+                         grid=grid, final=final, grid_options=grid_options, preconditioner=preconditioner)
+
+    def declared_order(self) -> int:
+        return 2 if self.beta == 1 else 1
+
+    def combine(self, d, hist, hs, h, order):
+        if order != 2:
+            return super().combine(d, hist, hs, h, order)
+        diff = d + 0.5 * (d - hist[-2]) * (h / hs[-1])
+        self._velocity = diff if self._velocity is None else (1 - self.beta) * self._velocity + self.beta * diff
+        return -math.expm1(-h) * self._velocity
+
+    def run(self, ctx: Context, x: Tensor) -> Tensor:
+        self._velocity = None
+        try:
+            return super().run(ctx, x)
+        finally:
+            self._velocity = None
