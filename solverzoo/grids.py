@@ -16,6 +16,8 @@ one step, or a grid that is not strictly decreasing.
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -115,8 +117,13 @@ def geometric(process: Process, steps: int, final: str = "zero", sigma_min: floa
               sigma_max: float | None = None) -> Grid:
     """Geometric sigmas (score_sde VE, Song et al. 2021 Eq. 31): log sigma uniform."""
     lo, hi = _range(process, sigma_min, sigma_max)
-    log_sigma = _spaced(_nodes(steps, final), torch.log(torch.tensor(hi)).item(), torch.log(torch.tensor(lo)).item())
-    return _finish(process, torch.exp(log_sigma), final, "geometric")
+    # math.log: torch.tensor(python float) would be float32 and move the endpoints by ~1e-7
+    log_sigma = _spaced(_nodes(steps, final), math.log(hi), math.log(lo))
+    sigma = torch.exp(log_sigma)
+    sigma[0] = hi  # exact endpoints (exp(log(x)) can be off by an ulp)
+    if len(sigma) > 1:
+        sigma[-1] = lo
+    return _finish(process, sigma, final, "geometric")
 
 
 def uniform_lambda(process: Process, steps: int, final: str = "zero", sigma_min: float | None = None,
@@ -173,4 +180,8 @@ def make_grid(name: str, process: Process, steps: int, final: str = "zero", **op
         builder = GRIDS[name]
     except KeyError:
         raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(list_grids())}") from None
+    valid = [p for p in inspect.signature(builder).parameters if p not in ("process", "steps", "final")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for grid {name!r}; valid options: {', '.join(valid)}")
     return builder(process, steps, final=final, **options)

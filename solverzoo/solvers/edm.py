@@ -74,9 +74,13 @@ class Heun(Solver):
         return 2 * steps - (1 if self.final == "zero" else 0)
 
     def steps_for_nfe(self, nfe: int) -> int:
-        if int(nfe) != nfe or nfe < 1:
-            raise ValueError(f"solver 'heun' needs an NFE budget of at least 1, got {nfe}")
-        return (int(nfe) + 1) // 2 if self.final == "zero" else max(1, int(nfe) // 2)
+        # one step costs 1 call when it ends at zero, 2 when the grid ends at sigma_min
+        min_nfe = 1 if self.final == "zero" else 2
+        if int(nfe) != nfe or nfe < min_nfe:
+            raise ValueError(
+                f"solver {self.info.name!r} needs an NFE budget of at least {min_nfe} with final={self.final!r}, got {nfe}"
+            )
+        return (int(nfe) + 1) // 2 if self.final == "zero" else int(nfe) // 2
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma, steps = ctx.sigma, ctx.grid.steps
