@@ -68,6 +68,16 @@ except ImportError:  # pragma: no cover
     pass
 
 
+def _digits_unet(**options) -> Model:
+    """The shipped UNet trained on scikit-learn's 8 x 8 digits (EDM process; solverzoo train)."""
+    from .learned import load_shipped
+
+    return load_shipped("digits-unet", **options)
+
+
+MODELS["digits-unet"] = _digits_unet
+
+
 def list_models() -> list[str]:
     return sorted(MODELS)
 
@@ -79,5 +89,10 @@ def get_model(name: str, **options) -> Model:
     try:
         factory = MODELS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}") from None
+        from .adapters import load_model, looks_like_spec
+
+        if looks_like_spec(name):  # a diffusers folder, a .pt file or module:factory
+            return load_model(name, **options)
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}, or give a diffusers "
+                         f"folder, a .pt checkpoint or module:factory") from None
     return factory(**options)
