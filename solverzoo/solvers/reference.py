@@ -1,0 +1,244 @@
+"""Reference integrators: an adaptive ODE solver (torchdiffeq, Chen 2018) on the probability-flow
+ODE and a stochastic Runge-Kutta / Euler-Maruyama solver (torchsde, Li et al. 2020) on the reverse
+SDE, both in the (x_hat, sigma) frame (Karras et al. 2022, Eq. 4 and 6).  They are for accuracy
+references and sanity checks, not for speed; their NFE is whatever they count.
+
+Probability-flow ODE:  dx/dsigma = (x - D(x; sigma)) / sigma, integrated from the first to the
+last positive sigma of the grid (the grid's interior nodes are not used).
+
+Reverse SDE in tau = -sigma (increasing time, as torchsde requires), the score_sde reverse SDE of
+the forward process dx = sqrt(2 sigma) dW_sigma:
+
+    dx = 2 (D(x; sigma) - x) / sigma dtau + sqrt(2 sigma) dW_tau,     sigma = -tau
+
+(additive noise).  One solver step per grid interval.  The Brownian motion is per sample: one
+``torchsde.BrownianInterval`` for each sample, seeded from that sample's own PATH generator, so a
+sample's path depends on (seed, index) only, not on the batch (the same queries are made whatever
+the batch).  A step to sigma = 0 (where the drift is singular) is the denoising step x = D.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .base import Context, Solver, SolverInfo, register
+
+__all__ = ["ODEAdaptive", "SDEReference", "PerSampleBrownian"]
+
+TORCHDIFFEQ = "Chen et al. 2018, Neural Ordinary Differential Equations (torchdiffeq)"
+TORCHSDE = "Li et al. 2020, Scalable Gradients for Stochastic Differential Equations (torchsde)"
+ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+ERROR_NORMS = ("sample_max", "batch")
+
+
+class _FixedStepsBudget:
+    """steps_for_nfe for solvers whose cost a budget cannot fix: the budget is accepted and ignored."""
+
+    def steps_for_nfe(self, nfe: int) -> int:
+        if int(nfe) != nfe or nfe < 1:
+            raise ValueError(f"solver {self.info.name!r} needs a positive integer NFE budget, got {nfe}")
+        return self.fixed_steps
+
+
+@register
+class ODEAdaptive(_FixedStepsBudget, Solver):
+    """Adaptive Runge-Kutta (default Dormand-Prince 5(4), torchdiffeq ``dopri5``) on the probability-flow
+    ODE dx/dsigma = (x - D)/sigma (Karras et al. 2022, Eq. 4; score_sde's RK45 ODE sampler), from sigma_max
+    to the last positive sigma, tolerances ``rtol``, ``atol``; with final='zero' a last call x = D(x; sigma_min).
+
+    NFE: whatever the controller needs (counted; ``sample`` reports it).  An NFE budget cannot be
+    honoured, so ``steps_for_nfe`` ignores it: the grid is [sigma_max, sigma_min] (+ 0), and the tolerances
+    set the cost.
+
+    Error norm.  The step controller sees one number per step for the whole batch, so the step sequence
+    depends on the batch.  ``error_norm="sample_max"`` (default) takes the RMS of each sample's scaled
+    error and the max over samples: every sample meets the tolerance as if integrated alone, and a
+    sample's result moves with the batch only within the tolerance.  ``"batch"`` is torchdiffeq's RMS over
+    the whole batch (score_sde's choice).  Batches of one run can need different NFE; ``sample`` then
+    refuses the run (it expects one count per run): use one batch.
+    """
+
+    info = SolverInfo(name="ode_adaptive", family="reference", kind="ode", order=5, calls_per_step=1,
+                      paper=TORCHDIFFEQ + "; Dormand & Prince 1980 on Karras et al. 2022, Eq. 4")
+    #: the NFE is set by the tolerances: budgets are ignored and nfe_for_steps cannot answer
+    adaptive = True
+
+    def __init__(self, rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", error_norm: str = "sample_max",
+                 **base):
+        super().__init__(**base)
+        if not (rtol > 0 and atol > 0):
+            raise ValueError(f"ode_adaptive needs rtol > 0 and atol > 0, got rtol={rtol}, atol={atol}")
+        if method not in ADAPTIVE_METHODS:
+            raise ValueError(f"ode_adaptive method must be one of {ADAPTIVE_METHODS}, got {method!r}")
+        if error_norm not in ERROR_NORMS:
+            raise ValueError(f"error_norm must be one of {ERROR_NORMS}, got {error_norm!r}")
+        self.rtol, self.atol, self.method, self.error_norm = float(rtol), float(atol), method, error_norm
+        self.fixed_steps = 2 if self.final == "zero" else 1
+
+    def nfe_for_steps(self, steps: int) -> int:
+        raise ValueError("ode_adaptive's NFE is set by its tolerances, not by a step count; run it and read the count")
+
+    def run(self, ctx: Context, x: Tensor) -> Tensor:
+        from torchdiffeq import odeint
+
+        positive = [s for s in ctx.sigma if s > 0]
+        s0, s1 = positive[0], positive[-1]
+
+        def flow(t: Tensor, y: Tensor) -> Tensor:
+            s = float(t)
+            return (y - ctx.denoise(y, s)) / s
+
+        options = {}
+        if self.error_norm == "sample_max":
+            options["norm"] = lambda e: e.reshape(e.shape[0], -1).pow(2).mean(dim=1).sqrt().max()
+        if s1 < s0:  # a one-step grid to zero has nothing to integrate
+            t = torch.tensor([s0, s1], dtype=x.dtype, device=x.device)
+            x = odeint(flow, x, t, rtol=self.rtol, atol=self.atol, method=self.method, options=options)[-1]
+        if ctx.sigma[-1] == 0:
+            x = ctx.denoise(x, s1)
+        return x
+
+
+class PerSampleBrownian:
+    """A torchsde Brownian motion of shape (batch, d) made of one ``torchsde.BrownianInterval`` per sample
+    (module docstring); answers the same queries (W, and the space-time Levy area U if asked)."""
+
+    def __init__(self, t0: float, t1: float, d: int, entropies: list[int], dtype, device, dt: float,
+                 levy_area_approximation: str = "space-time"):
+        import torchsde
+
+        self._intervals = [torchsde.BrownianInterval(t0=t0, t1=t1, size=(1, d), dtype=dtype, device=device,
+                                                     entropy=int(e), dt=dt,
+                                                     levy_area_approximation=levy_area_approximation)
+                           for e in entropies]
+        self._shape = torch.Size((len(entropies), d))
+        self._dtype, self._device, self._levy = dtype, torch.device(device), levy_area_approximation
+
+    def __call__(self, ta, tb=None, return_U=False, return_A=False):
+        parts = [bi(ta, tb, return_U=return_U, return_A=return_A) for bi in self._intervals]
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat(items, dim=0) for items in zip(*parts))
+        return torch.cat(parts, dim=0)
+
+    def __repr__(self):
+        return f"PerSampleBrownian(batch={self._shape[0]}, d={self._shape[1]})"
+
+    @property
+    def shape(self):
+        return self._shape
+
+    def size(self):
+        return self._shape
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def device(self):
+        return self._device
+
+    @property
+    def levy_area_approximation(self):
+        return self._levy
+
+
+def _as_base_brownian(bm: PerSampleBrownian):
+    """Register PerSampleBrownian as a torchsde BaseBrownian (torchsde checks the type)."""
+    from torchsde import BaseBrownian
+
+    BaseBrownian.register(PerSampleBrownian)
+    return bm
+
+
+class _ReverseSDE(torch.nn.Module):
+    """dx = 2 (D - x)/sigma dtau + sqrt(2 sigma) dW_tau on flattened states, tau = -sigma.
+
+    The drift is memoised on its last (tau, y): torchsde's ``sdeint`` evaluates it once at (ts[0], y0)
+    to check shapes, and the solver's first stage asks for the same point; that call is answered from
+    the cache instead of costing a second model call."""
+
+    noise_type = "additive"
+    sde_type = "ito"
+
+    def __init__(self, ctx: Context, shape: torch.Size):
+        super().__init__()
+        self.ctx, self.shape = ctx, shape
+        self._last = None
+
+    def f(self, t: Tensor, y: Tensor) -> Tensor:
+        key = (float(t), y, y._version)
+        if self._last is not None and self._last[0] == key[0] and self._last[1] is y and self._last[2] == key[2]:
+            return self._last[3]
+        sigma = -key[0]
+        x = y.reshape(self.shape)
+        drift = (2 * (self.ctx.denoise(x, sigma) - x) / sigma).reshape(y.shape)
+        self._last = (*key, drift)
+        return drift
+
+    def g_prod(self, t: Tensor, y: Tensor, v: Tensor) -> Tensor:
+        return math.sqrt(2 * -float(t)) * v
+
+
+@register
+class SDEReference(Solver):
+    """The reverse SDE (Karras et al. 2022, Eq. 6 with beta = sigma'/sigma; Song et al. 2021, Eq. 6) by
+    torchsde, one step per grid interval in tau = -sigma (module docstring): ``method="euler"``
+    (Euler-Maruyama, 1 call per step) or ``"srk"`` (SRA1 for additive noise, strong order 1.5, 2 calls).
+    Per-sample Brownian intervals: batch-size independent.  With final='zero' the last step is x = D.
+    NFE = calls x (N - 1) + 1 (calls x N on a grid ending at sigma_min), counted.
+    """
+
+    info = SolverInfo(name="sde_reference", family="reference", kind="sde", order=1, calls_per_step=1,
+                      paper=TORCHSDE + "; reverse SDE of Karras et al. 2022, Eq. 6", grid="karras")
+    METHODS = {"euler": 1, "srk": 2}
+
+    def __init__(self, method: str = "euler", **base):
+        super().__init__(**base)
+        if method not in self.METHODS:
+            raise ValueError(f"sde_reference method must be one of {tuple(self.METHODS)}, got {method!r}")
+        self.method = method
+
+    @property
+    def calls_per_step(self) -> int:
+        return self.METHODS[self.method]
+
+    def nfe_for_steps(self, steps: int) -> int:
+        k = self.calls_per_step
+        return k * steps if self.final == "sigma_min" else k * (steps - 1) + 1
+
+    def steps_for_nfe(self, nfe: int) -> int:
+        k = self.calls_per_step
+        least = k if self.final == "sigma_min" else 1
+        if int(nfe) != nfe or nfe < least:
+            raise ValueError(f"solver 'sde_reference' needs an NFE budget of at least {least}, got {nfe}")
+        return int(nfe) // k if self.final == "sigma_min" else (int(nfe) - 1) // k + 1
+
+    def run(self, ctx: Context, x: Tensor) -> Tensor:
+        import torchsde
+
+        sigma, shape = ctx.sigma, x.shape
+        positive = [s for s in sigma if s > 0]
+        steps = len(positive) - 1
+        if steps == 0:  # a one-step grid to zero: only the denoising step
+            return ctx.denoise(x, positive[-1])
+        entropies = [int(torch.randint(0, 2**62, (), generator=g)) for g in ctx.noise.generators]
+        bm = _as_base_brownian(PerSampleBrownian(
+            -positive[0], -positive[-1], x[0].numel(), entropies, x.dtype, x.device,
+            dt=(positive[0] - positive[-1]) / max(steps, 1),
+            levy_area_approximation="space-time" if self.method == "srk" else "none"))
+        sde = _ReverseSDE(ctx, shape)
+        y = x.reshape(shape[0], -1)
+        with torch.random.fork_rng(devices=[]):  # sdeint's contract check draws from the global generator
+            for i in range(steps):
+                ts = torch.tensor([-positive[i], -positive[i + 1]], dtype=x.dtype, device=x.device)
+                # dt larger than the interval: torchsde then takes exactly one step, min(t0 + dt, t1) = t1
+                y = torchsde.sdeint(sde, y, ts, bm=bm, method=self.method, dt=2 * (positive[i] - positive[i + 1]),
+                                    adaptive=False)[-1]
+        x = y.reshape(shape)
+        if sigma[-1] == 0:
+            x = ctx.denoise(x, positive[-1])
+        return x
