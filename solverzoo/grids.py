@@ -147,6 +147,52 @@ def uniform_t(process: Process, steps: int, final: str = "zero", t_min: float | 
     return _finish(process, process.sigma(t), final, "uniform_t")
 
 
+def exponential(process: Process, steps: int, final: str = "zero", sigma_min: float | None = None,
+                sigma_max: float | None = None) -> Grid:
+    """k-diffusion's ``get_sigmas_exponential``: log sigma uniform (the geometric grid under its
+    k-diffusion name)."""
+    grid = geometric(process, steps, final, sigma_min, sigma_max)
+    return Grid(grid.sigma, grid.t, grid.s, grid.final, "exponential")
+
+
+def polyexponential(process: Process, steps: int, final: str = "zero", sigma_min: float | None = None,
+                    sigma_max: float | None = None, rho: float = 1.0) -> Grid:
+    """k-diffusion's ``get_sigmas_polyexponential``: log sigma polynomial in the ramp,
+    log sigma_i = log smin + (1 - i/(n-1))^rho (log smax - log smin); rho = 1 is the exponential grid."""
+    if rho <= 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    lo, hi = _range(process, sigma_min, sigma_max)
+    ramp = _spaced(_nodes(steps, final), 1.0, 0.0) ** rho
+    sigma = torch.exp(ramp * (math.log(hi) - math.log(lo)) + math.log(lo))
+    sigma[0] = hi
+    if len(sigma) > 1:
+        sigma[-1] = lo
+    return _finish(process, sigma, final, f"polyexponential(rho={rho:g})")
+
+
+def vp(process: Process, steps: int, final: str = "zero", beta_d: float = 19.9, beta_min: float = 0.1,
+       eps_s: float = 1e-3) -> Grid:
+    """k-diffusion's ``get_sigmas_vp``: t uniform from 1 to eps_s and the continuous VP schedule
+    sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) (Song et al. 2021), whatever the model's
+    process; on the default VP process this is its ``uniform_t`` grid."""
+    if not (beta_d > 0 and beta_min >= 0 and 0 < eps_s < 1):
+        raise ValueError(f"vp grid needs beta_d > 0, beta_min >= 0 and 0 < eps_s < 1; got {beta_d}, {beta_min}, {eps_s}")
+    t = _spaced(_nodes(steps, final), 1.0, float(eps_s))
+    return _finish(process, torch.sqrt(torch.expm1(beta_d * t**2 / 2 + beta_min * t)), final, "vp")
+
+
+def quadratic(process: Process, steps: int, final: str = "zero", t_min: float | None = None,
+              t_max: float | None = None) -> Grid:
+    """DPM-Solver's ``time_quadratic`` (Lu et al. 2022; DDIM's quadratic skip, Song et al. 2021):
+    sqrt(t) uniform from sqrt(t_max) to sqrt(t_min) in the process's own time (on EDM, t = sigma)."""
+    lo = process.t_min if t_min is None else float(t_min)
+    hi = process.t_max if t_max is None else float(t_max)
+    if not 0 <= lo < hi:
+        raise ValueError(f"need 0 <= t_min < t_max, got t_min={lo}, t_max={hi}")
+    t = _spaced(_nodes(steps, final), math.sqrt(hi), math.sqrt(lo)) ** 2
+    return _finish(process, process.sigma(t), final, "quadratic")
+
+
 def from_sigmas(process: Process, sigmas: Sequence[float], final: str | None = None) -> Grid:
     """An explicit list of sigmas.  A trailing 0 means final='zero'."""
     sigma = torch.tensor([float(v) for v in sigmas], dtype=torch.float64)
@@ -167,6 +213,10 @@ GRIDS: dict[str, Callable[..., Grid]] = {
     "geometric": geometric,
     "uniform_lambda": uniform_lambda,
     "uniform_t": uniform_t,
+    "exponential": exponential,
+    "polyexponential": polyexponential,
+    "vp": vp,
+    "quadratic": quadratic,
 }
 
 

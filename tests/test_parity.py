@@ -278,3 +278,22 @@ def test_diffusers_ddim(vp_model, eta):
     theirs = run_scheduler(Eta(scheduler), vp_model, sigmas, noises)
     ours = ours_on(vp_model, "ddim", sigmas, eta=eta)
     assert (ours - theirs).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("name,ours_options,theirs", [
+    ("exponential", {}, lambda n: k_sampling.get_sigmas_exponential(n, 0.002, 80.0)),
+    ("polyexponential", {"rho": 1.0}, lambda n: k_sampling.get_sigmas_polyexponential(n, 0.002, 80.0, rho=1.0)),
+    ("polyexponential", {"rho": 3.0}, lambda n: k_sampling.get_sigmas_polyexponential(n, 0.002, 80.0, rho=3.0)),
+    ("vp", {}, lambda n: k_sampling.get_sigmas_vp(n)),
+    ("vp", {"beta_d": 15.0, "beta_min": 0.2, "eps_s": 1e-2},
+     lambda n: k_sampling.get_sigmas_vp(n, beta_d=15.0, beta_min=0.2, eps_s=1e-2)),
+])
+def test_k_diffusion_grids(model, name, ours_options, theirs):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        reference = theirs(12)
+    finally:
+        torch.set_default_dtype(previous)
+    ours = solverzoo.make_grid(name, model.process, 12, **ours_options).sigma
+    assert torch.allclose(ours, reference, rtol=1e-12, atol=0)

@@ -455,3 +455,49 @@ def test_sde_reference_converges_in_law(method, steps):
 def test_reference_bad_options(name, options):
     with pytest.raises(ValueError):
         solverzoo.get_solver(name, **options)
+
+
+# --- grids: exponential, polyexponential, vp, quadratic -------------------------------------------
+
+from solverzoo.processes import get_process  # noqa: E402
+
+
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+def test_new_grids_by_hand(final):
+    edm, vpp = get_process("edm"), get_process("vp")
+    n = 6 if final == "zero" else 7  # nodes before the optional zero
+    tail = [0.0] if final == "zero" else []
+    ramp = [1 - i / (n - 1) for i in range(n)]
+    expo = [math.exp(math.log(0.002) + r * (math.log(80) - math.log(0.002))) for r in ramp]
+    assert solverzoo.make_grid("exponential", edm, 6, final=final).sigmas() == pytest.approx(expo + tail, rel=1e-13)
+    poly = [math.exp(math.log(0.002) + r**2.5 * (math.log(80) - math.log(0.002))) for r in ramp]
+    assert solverzoo.make_grid("polyexponential", edm, 6, final=final, rho=2.5).sigmas() == pytest.approx(
+        poly + tail, rel=1e-13)
+    assert solverzoo.make_grid("polyexponential", edm, 6, final=final).sigmas() == pytest.approx(expo + tail, rel=1e-13)
+    ts = [1 + i / (n - 1) * (1e-3 - 1) for i in range(n)]
+    vps = [math.sqrt(math.expm1(19.9 * t * t / 2 + 0.1 * t)) for t in ts]
+    assert solverzoo.make_grid("vp", edm, 6, final=final).sigmas() == pytest.approx(vps + tail, rel=1e-12)
+    # on the default VP process, k-diffusion's vp grid is the process's uniform-t grid
+    assert solverzoo.make_grid("vp", vpp, 6, final=final).sigmas() == pytest.approx(
+        solverzoo.make_grid("uniform_t", vpp, 6, final=final).sigmas(), rel=1e-13)
+    # DPM-Solver's time_quadratic: sqrt(t) uniform from sqrt(t_max) to sqrt(t_min), in the process's time
+    quad_t = [(math.sqrt(1.0) + i / (n - 1) * (math.sqrt(1e-3) - 1.0)) ** 2 for i in range(n)]
+    quad = [math.sqrt(math.expm1(0.1 * t + 19.9 * t * t / 2)) for t in quad_t]
+    assert solverzoo.make_grid("quadratic", vpp, 6, final=final).sigmas() == pytest.approx(quad + tail, rel=1e-12)
+    quad_edm = [(math.sqrt(80) + i / (n - 1) * (math.sqrt(0.002) - math.sqrt(80))) ** 2 for i in range(n)]
+    assert solverzoo.make_grid("quadratic", edm, 6, final=final).sigmas() == pytest.approx(quad_edm + tail, rel=1e-12)
+
+
+@pytest.mark.parametrize("grid", ["exponential", "polyexponential", "vp", "quadratic"])
+def test_solvers_run_on_the_new_grids(grid):
+    for name in ("dpmpp_2m", "unipc", "dpmpp_sde"):
+        r = solverzoo.sample(GAUSS, name, nfe=9, num_samples=2, grid=grid)
+        assert r.grid.name.startswith(grid) and torch.isfinite(r.samples).all()
+
+
+@pytest.mark.parametrize("grid,options", [("polyexponential", {"rho": 0}), ("vp", {"eps_s": 0.0}),
+                                          ("vp", {"beta_d": -1.0}), ("quadratic", {"t_min": 100.0}),
+                                          ("vp", {"sigma_min": 0.1})])
+def test_new_grids_bad_options(grid, options):
+    with pytest.raises(ValueError):
+        solverzoo.make_grid(grid, get_process("edm"), 5, **options)
