@@ -33,6 +33,13 @@ reproduces the references bit for bit (parity tests).
 
 A step to sigma = 0 (h = inf) is x = D_s: the higher-order terms divide by h.  The noise of an SDE
 step is one ``ctx.randn_like`` draw, as k-diffusion's ``noise_sampler(sigma_s, sigma_t)``.
+
+Parity (tests/test_parity.py): k-diffusion ``sample_dpmpp_2m``, ``_2m_sde`` (both solver types),
+``_3m_sde`` (``third_order="upstream"``), ``_2s_ancestral`` to ~1e-15; diffusers
+``DPMSolverMultistepScheduler`` (dpmsolver++ orders 2-3, sde-dpmsolver++) to ~1e-7, because its
+``step`` casts the sample to float32.  Conventions: diffusers lowers the last two orders only below
+15 steps (always the last one when its grid ends at zero), DPM-Solver below 10; ``lower_order_final``
+here applies whenever it is on.
 """
 
 from __future__ import annotations

@@ -129,7 +129,9 @@ class DDIM(EulerAncestral):
     eta = 0 (default) is the deterministic DDIM = Euler = DPM-Solver(++)-1; eta = 1 the ancestral DDPM step.
     The same update as ``euler_ancestral`` (module docstring), with 0 <= eta <= 1 and the process's native
     grid (uniform in time on VP, as DDIM's skipped timesteps).  diffusers ``DDIMScheduler`` with
-    ``set_alpha_to_one=True`` is this on sigma_i = sqrt((1 - a_{t_i}) / a_{t_i}) plus a final 0.
+    ``set_alpha_to_one=True`` and ``clip_sample=False`` is this on sigma_i = sqrt((1 - a_{t_i}) / a_{t_i})
+    plus a final 0 (parity 1e-15).  With ``set_alpha_to_one=False`` and the default "leading" spacing its
+    last step goes from t = 0 to a_0 again: a zero-length step, which solverzoo's grids refuse.
     """
 
     info = SolverInfo(name="ddim", family="ddim", kind="ode", order=1, calls_per_step=1, paper=DDIM_PAPER,
@@ -164,7 +166,9 @@ class DPM2(_TwoStage):
     An Euler step (x = D) to sigma = 0.  Either EDM's churn (``s_churn``, ``s_tmin``, ``s_tmax``, ``s_noise``:
     sigma_hat = (1 + gamma) sigma_i as in ``heun``; sigma_down = sigma_{i+1}) or ancestral noise
     (``eta`` in [0, 1], ``sample_dpm_2_ancestral``: sigma_hat = sigma_i).  NFE = 2N - 1 (2N on a grid
-    ending at sigma_min).
+    ending at sigma_min).  k-diffusion draws its churn noise (``torch.randn_like``) at every step, gamma > 0
+    or not; here a draw is made only when gamma > 0 (the noise paths coincide when the churn covers every
+    step, as with the default s_tmin = 0, s_tmax = inf).
     """
 
     info = SolverInfo(name="dpm2", family="k-diffusion", kind="ode", order=2, calls_per_step=2, nfe_offset=-1,

@@ -225,7 +225,8 @@ class DEIS(_SigmaAdams):
     l_j the Lagrange basis on log sigma_{i}, ..., log sigma_{i-p+1}; p = min(order, i + 1) and, with
     ``lower_order_final`` (default, as diffusers), min(., N - i).  Order 1 is DDIM.  diffusers writes
     the order-2/3 integrals as closed forms (``ind_fn``); here they come from :func:`lagrange_weights`.
-    A step to sigma = 0 is x = D (diffusers has no such step: its grid ends at sigma_min).
+    A step to sigma = 0 is x = D (diffusers has no such step: its grid ends at sigma_min, and its
+    lower_order_final applies below 15 steps only; pass lower_order_final=False to match it above).
     """
 
     info = SolverInfo(name="deis", family="deis", kind="ode", order=3, calls_per_step=1, paper=DEIS_REF)
@@ -258,6 +259,11 @@ class UniPC(Multistep):
     The corrector is not applied after the last step (it would need a model call); the next step
     starts from x_t^c but keeps D_t, evaluated at the predicted x_t.  Order p + 1 with the
     corrector (``corrector=True``), p without.  A step to sigma = 0 is x = D_i.
+
+    Parity: diffusers ``UniPCMultistepScheduler`` (predict_x0, lower_order_final: min(order, N - i) at
+    every step count) to 1e-15 on its own sigmas.  There, ``solver_type="bh1"`` with
+    ``final_sigmas_type="zero"`` returns NaN: the last step multiplies B(h) = -h = -inf by a zero
+    residual; here that step is x = D.
     """
 
     info = SolverInfo(name="unipc", family="unipc", kind="ode", order=3, calls_per_step=1, paper=UNIPC_REF)
