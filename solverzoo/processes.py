@@ -111,7 +111,7 @@ class VEProcess(Process):
     sigma(t) = sigma_min (sigma_max / sigma_min)^t on t in [eps, 1], eps = 1e-5."""
 
     name = "ve"
-    native_grid = "geometric"
+    native_grid = "uniform_t"  # score_sde: linspace(1, eps, N) in t, i.e. geometric sigma down to sigma(eps)
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_min: float = 1e-5):
         if not 0 < sigma_min < sigma_max:
@@ -366,4 +366,7 @@ def get_process(name: str | Process, **options) -> Process:
         factory = PROCESSES[name]
     except KeyError:
         raise ValueError(f"unknown process {name!r}; choose one of {', '.join(list_processes())}") from None
-    return factory(**options)
+    try:
+        return factory(**options)
+    except TypeError as err:
+        raise ValueError(f"bad option for process {name!r}: {err}") from None

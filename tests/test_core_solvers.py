@@ -194,8 +194,9 @@ def test_heun_budget_below_one_step_raises():
         solverzoo.sample(model, "heun", nfe=1, final="sigma_min")
 
 
-def ve_sigmas(n, smin=0.01, smax=50.0):
-    """score_sde VE: geometric sigmas from sigma_max down to sigma_min (n of them), then 0."""
+def ve_sigmas(n, smin=0.01 * 5000.0**1e-5, smax=50.0):
+    """score_sde VE: timesteps linspace(1, eps = 1e-5, n), i.e. geometric sigmas from sigma_max
+    down to sigma(eps) = sigma_min (sigma_max / sigma_min)^eps (n of them), then 0."""
     return [smax * (smin / smax) ** (i / (n - 1)) if n > 1 else smax for i in range(n)] + [0.0]
 
 
@@ -289,7 +290,7 @@ def test_euler_maruyama_equals_score_sde_loop(proc):
     assert r.nfe == n and r.grid.final == "sigma_min"
     p = model.process
     if proc == "ve":
-        t = torch.linspace(1.0, 0.0, n + 1, dtype=F64).tolist()  # geometric sigma_max -> sigma_min
+        t = torch.linspace(1.0, p.t_min, n + 1, dtype=F64).tolist()  # score_sde: linspace(1, eps)
         sig = [0.01 * 5000.0**u for u in t]
         f = [0.0] * (n + 1)
         g2 = [v**2 * 2 * math.log(5000.0) for v in sig]

@@ -63,7 +63,7 @@ class Recorder:
 def _hand_pc(model, steps, seed, noise_scale, drift_scale, precondition_score, snr=0.16):
     """score_sde PC on VE written out: corrector then reverse-diffusion predictor; M = c I."""
     process = model.process
-    grid = solverzoo.make_grid("geometric", process, steps, final="zero")
+    grid = solverzoo.make_grid("uniform_t", process, steps, final="zero")  # score_sde: linspace(1, eps)
     sig = grid.sigma.tolist()
     init = NoiseSource(seed, range(3), INIT, dtype=torch.float64)
     path = NoiseSource(seed, range(3), PATH, dtype=torch.float64)

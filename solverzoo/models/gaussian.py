@@ -36,8 +36,8 @@ class GaussianModel(AnalyticModel):
             raise ValueError("the Gaussian model needs var > 0 everywhere")
 
     def to(self, device, dtype=None):
-        self.mean = self.mean.to(device=device, dtype=dtype or self.mean.dtype)
-        self.var = self.var.to(device=device, dtype=dtype or self.var.dtype)
+        """Moves the parameters; they stay float64 (calls compute in the input's dtype)."""
+        self.mean, self.var = self.mean.to(device), self.var.to(device)
         return self
 
     def denoise(self, x_hat: Tensor, sigma: Tensor) -> Tensor:
