@@ -49,6 +49,9 @@ class BenchConfig:
     device: str = "cpu"
     feature: str = "pixels"
     repeats: int = 1  # disjoint seed ranges: repeat r uses samples [r N, (r + 1) N)
+    # learned models (no exact moments): reference data / fid-ref .npz, Inception weights file
+    reference: str | None = None
+    inception: str | None = None
 
 
 @dataclass
@@ -82,11 +85,22 @@ def default_solvers(model: Model) -> list[str]:
     return names
 
 
+def json_safe(value):
+    """JSON has no inf/nan: non-finite floats become the strings "inf", "-inf", "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write JSON through a temp file in the same folder and rename it into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=1, allow_nan=False)
+        json.dump(json_safe(payload), fh, indent=1, allow_nan=False)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -112,35 +126,46 @@ def run_bench(
     """
     device = resolve_device(config.device)
     model = get_model(config.model, **config.model_options)
-    if not isinstance(model, AnalyticModel):
-        raise ValueError(f"model {config.model!r} has no exact moments; the bench's FD needs an analytic model")
     if config.repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {config.repeats}")
     solvers = config.solvers or default_solvers(model)
-    metric = metric_name(config.feature)
-    reference = exact_reference(model, config.feature)
-    feature = _feature_fn(config.feature)
-    spectrum = exact_radial_power(model) if hasattr(model, "power_spectrum") else None
     n = config.num_samples
-
     floors, spectral_floors = [], []
-    for r in range(config.repeats):  # reference statistics once per sweep, per seed range
-        data = model.sample_data(config.seed, range(r * n, (r + 1) * n))
-        floors.append(reference.distance_samples(feature(data.to(torch.float64))))
-        if spectrum is not None:
-            spectral_floors.append(spectral_scores(data, spectrum))
+    if isinstance(model, AnalyticModel):
+        metric = metric_name(config.feature)
+        reference = exact_reference(model, config.feature)
+        feature = _feature_fn(config.feature)
+        spectrum = exact_radial_power(model) if hasattr(model, "power_spectrum") else None
+        metric_note = (f"Frechet distance in {config.feature} space against the model's exact moments "
+                       f"(not Inception FID); fd_excess = fd - oracle_floor")
+        for r in range(config.repeats):  # reference statistics once per sweep, per seed range
+            data = model.sample_data(config.seed, range(r * n, (r + 1) * n))
+            floors.append(reference.distance_samples(feature(data.to(torch.float64))))
+            if spectrum is not None:
+                spectral_floors.append(spectral_scores(data, spectrum))
+    else:  # a learned model: statistics of real data in a feature space (metrics.fid)
+        from ..metrics.fid import data_reference
+
+        dref = data_reference(model, config.feature, n, config.repeats, config.seed, reference=config.reference,
+                              inception=config.inception, device=device)
+        metric, reference, feature, floors, spectrum = dref.metric, dref.reference, dref.extractor, dref.floors, None
+        metric_note = dref.note
+    known_floors = [f for f in floors if f is not None]
+    config_dict = asdict(config) | {"solvers": solvers}
+    for key in ("reference", "inception"):  # learned-model options: left out of analytic runs' configs
+        if config_dict.get(key) is None:
+            config_dict.pop(key)
     results = {
         "solverzoo": __version__,
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
                     "device": str(device)},
-        "config": json.loads(json.dumps(asdict(config) | {"solvers": solvers})),
+        "config": json.loads(json.dumps(config_dict)),
         "model": model.describe(),
         "metric": metric,
-        "metric_note": f"Frechet distance in {config.feature} space against the model's exact moments "
-                       f"(not Inception FID); fd_excess = fd - oracle_floor",
-        "oracle_floor": sum(floors) / len(floors),
+        "metric_note": metric_note,
+        "oracle_floor": sum(known_floors) / len(known_floors) if known_floors else None,
         "oracle_floors": floors,
         "spectral_floor": spectral_floors[0] if spectral_floors else None,
         "rows": [],
@@ -209,7 +234,8 @@ def _run_cell(model, name, nfe, repeat, config, device, reference, feature, floo
                        message=f"{bad} of {len(x)} samples are not finite")
         fd = reference.distance_samples(feature(x.to(torch.float64)))
         spectral = spectral_scores(x, spectrum) if spectrum is not None else {}
-        return Row(**cell, fd=fd, fd_excess=fd - floor, seconds=time.perf_counter() - start, status="ok",
+        return Row(**cell, fd=fd, fd_excess=None if floor is None else fd - floor,
+                   seconds=time.perf_counter() - start, status="ok",
                    **spectral)
     except Exception as err:  # a failing cell is a row, not a crash
         if on_progress is not None and done < n:
