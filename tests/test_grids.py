@@ -156,8 +156,14 @@ def test_final_zero_appends_zero_sigma_min_does_not(name, proc):
     assert z.steps == m.steps == 8 and len(z.sigma) == len(m.sigma) == 9
     assert z.sigma[-1].item() == 0.0 and m.sigma[-1].item() > 0
     assert z.sigma[0].item() == m.sigma[0].item()
-    # both end at the smallest trained noise level before any zero (uniform_t: sigma(t_min))
-    sig_lo = p.sigma(torch.tensor(p.t_min, dtype=F64)).item() if name == "uniform_t" else p.sigma_min
+    # both end at the smallest trained noise level before any zero; grids in the process's own
+    # time (uniform_t, quadratic) end at sigma(t_min); k-diffusion's vp grid at its own sigma(eps_s = 1e-3)
+    if name in ("uniform_t", "quadratic"):
+        sig_lo = p.sigma(torch.tensor(p.t_min, dtype=F64)).item()
+    elif name == "vp":
+        sig_lo = math.sqrt(math.expm1(19.9 * 1e-3**2 / 2 + 0.1 * 1e-3))
+    else:
+        sig_lo = p.sigma_min
     assert m.sigma[-1].item() == pytest.approx(sig_lo, rel=1e-12)
     assert z.sigma[-2].item() == pytest.approx(sig_lo, rel=1e-12)
     # t and s consistent with the process at every positive node
