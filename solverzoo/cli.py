@@ -84,9 +84,37 @@ def _model_options(items: tuple[str, ...]) -> dict:
     return out
 
 
-def _progress() -> Progress:
+def _progress(disable: bool = False) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
+                    disable=disable)
+
+
+def _init_distributed() -> tuple[int, int]:
+    """Under torchrun (WORLD_SIZE > 1): join the process group (gloo) and return (rank, world size)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import datetime
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        minutes = float(os.environ.get("SOLVERZOO_DIST_TIMEOUT_MIN", "30"))
+        dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=minutes))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _agree(message: str | None, world: int) -> str | None:
+    """Rank 0's verdict (an error message or None), on every rank."""
+    if world <= 1:
+        return message
+    import torch.distributed as dist
+
+    box = [message]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -191,16 +219,24 @@ def _save_grid(samples, path: Path, max_images: int = 64) -> None:
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--feature", default="pixels", show_default=True, help="FD feature: pixels or pool:K.")
+@click.option("--feature", default=None,
+              help="FD feature: pixels or pool:K (analytic models, default pixels); learned models also "
+                   "digits_classifier, inception, custom:module:function (default: the model's own, e.g. "
+                   "digits_classifier for digits-unet).")
 @click.option("--option", "-o", multiple=True, help="Solver option solver.key=value (or key=value for all).")
 @click.option("--repeats", type=click.IntRange(1), default=1, show_default=True,
               help="Disjoint seed ranges per cell; the table shows mean ± std.")
+@click.option("--reference", default=None,
+              help="Learned models: reference data ('digits', a folder of images, an array) or an .npz from "
+                   "'solverzoo fid-ref'. Default: the model's training data when known.")
+@click.option("--inception", default=None,
+              help="Inception weights file for --feature inception (default: $SOLVERZOO_INCEPTION). Never downloaded.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"), show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out (same options) and run the rest.")
 @usage_errors
 def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_size, device, feature, option,
-                  repeats, out, overwrite, resume):
+                  repeats, reference, inception, out, overwrite, resume):
     """NFE-versus-FD sweep: a table, OUT/results.json, OUT/results.csv and OUT/nfe_vs_fd.png."""
     from .bench.report import write_outputs
     from .bench.runner import BenchConfig, default_solvers, run_bench
@@ -209,13 +245,28 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
     from .sampling import resolve_device
     from .solvers import get_solver
 
+    rank, world = _init_distributed()  # torchrun: every rank samples its share, rank 0 writes
     nfes = _csv_list(nfe, int, "NFE budget")
     if any(n < 1 for n in nfes):
         _fail(f"NFE budgets must be positive, got {nfe}")
     solver_names = _csv_list(solvers, str, "solver")
     resolve_device(device)
-    metric_name(feature)
+    from .metrics.fid import feature_metric_name, resolve_inception
+
+    if feature is not None:
+        feature_metric_name(feature)
+        if feature_metric_name(feature) == "fid_inception":
+            resolve_inception(inception)  # the weights file is checked before anything else
     net = get_model(model, **_model_options(model_option))
+    from .models.base import AnalyticModel
+
+    if isinstance(net, AnalyticModel):
+        feature = feature or "pixels"
+        metric_name(feature)
+        if reference is not None or inception is not None:
+            _fail(f"--reference / --inception apply to learned models; {model!r} has exact moments")
+    else:
+        feature = feature or getattr(net, "default_feature", None) or "pixels"
     names = solver_names or default_solvers(net)
     solver_options = _solver_options(option, names)
     for name in names:  # validate every solver, option and budget before any work
@@ -226,15 +277,26 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
     if overwrite and resume:
         _fail("--overwrite and --resume exclude each other")
     if not resume:
-        _check_out(out, ["results.json"], overwrite)
+        problem = None
+        if rank == 0:  # one rank looks at --out (rank 0 may already be writing when another checks)
+            try:
+                _check_out(out, ["results.json"], overwrite)
+            except click.UsageError as err:
+                problem = err.message
+        problem = _agree(problem, world)
+        if problem:
+            _fail(problem)
     config = BenchConfig(model=model, model_options=_model_options(model_option), solvers=names,
                          solver_options=solver_options, nfe=nfes, num_samples=num_samples, seed=seed,
-                         batch_size=batch_size, device=device, feature=feature, repeats=repeats)
+                         batch_size=batch_size, device=device, feature=feature, repeats=repeats,
+                         reference=reference, inception=inception)
     command = "solverzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    with _progress() as progress:
+    with _progress(disable=rank != 0) as progress:
         task = progress.add_task("bench", total=len(names) * len(nfes) * num_samples * repeats)
 
         def on_row(row):
+            if rank != 0:
+                return
             fd = "—" if row.fd is None else f"{row.fd:.3f}"
             spec = "" if row.spectral_error is None else f"  spectral {row.spectral_error:.3f} hf {row.hf_ratio:.2f}"
             rep = f" #{row.repeat}" if repeats > 1 else ""
@@ -243,12 +305,20 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
 
         results = run_bench(config, out, on_progress=lambda k: progress.advance(task, k), on_row=on_row,
                             command=command, resume=resume)
-    write_outputs(results, out)
-    print_table(results)
     bad = [r for r in results["rows"] if r["status"] != "ok"]
-    for r in bad:
-        err_console.print(f"[red]{r['solver']} @ {r['nfe_requested']}: {r['status']}: {r['message'].splitlines()[0]}")
-    console.print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'nfe_vs_fd.png'}")
+    if rank == 0:
+        write_outputs(results, out)
+        print_table(results)
+        for r in bad:
+            err_console.print(f"[red]{r['solver']} @ {r['nfe_requested']}: {r['status']}: "
+                              f"{r['message'].splitlines()[0]}")
+        console.print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'nfe_vs_fd.png'}"
+                      + (f" ({world} processes)" if world > 1 else ""))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     sys.exit(1 if bad else 0)
 
 
@@ -256,7 +326,9 @@ def print_table(results: dict) -> None:
     from .bench.report import table_rows
 
     nfes, by_solver = table_rows(results)
-    table = Table(title=f"{results['metric']} (lower is better; oracle floor {results['oracle_floor']:.3f}). "
+    floor = results.get("oracle_floor")
+    floor_text = "n/a" if floor is None else f"{floor:.3f}"
+    table = Table(title=f"{results['metric']} (lower is better; oracle floor {floor_text}). "
                         f"Cells: fd [counted NFE]")
     table.add_column("solver")
     for n in nfes:
@@ -399,6 +471,129 @@ def filters_tdas_estimate(model, model_option, solver, nfe, reference, num, out,
                  mean_image=image_mean(ref).tolist())
     console.print(f"TDAS radii {[round(r, 4) for r in est.radii]}, rates {[round(r, 4) for r in est.rates]} -> {out}")
 
+
+
+# ----------------------------------------------------------------------------- learned models
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@main.command("train")
+@click.option("--data", default="digits", show_default=True,
+              help="'digits' (scikit-learn's 8x8 digits, shipped) or a folder / .npy / .npz of square images.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder: model.pt, snapshots/, training-state.pt, log.jsonl.")
+@click.option("--precond", type=click.Choice(["edm", "vp", "ve", "fdm_edm", "fdm_vp", "fdm_ve"]), default="edm",
+              show_default=True, help="Preconditioning and loss (EDM Table 1; fdm_*: FDM's c_in = s(sigma)).")
+@click.option("--fdm-multiplier", type=float, default=2.0, show_default=True,
+              help="FDM's m in s(sigma) = exp(-mB)(1+mB) (sail-sg/FDM train.py default 2).")
+@click.option("--warmup-ite", type=click.IntRange(1), default=None,
+              help="FDM loss-weight warm-up: clamp 5 * 100^(k/n) while below 500.")
+@click.option("--iterations", type=click.IntRange(1), default=3000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--channels", type=click.IntRange(8), default=16, show_default=True, help="UNet width at full resolution.")
+@click.option("--channel-mult", default="1,2,2", show_default=True, help="Width multipliers, one per resolution.")
+@click.option("--dropout", type=float, default=0.1, show_default=True)
+@click.option("--ema-halflife-kimg", type=float, default=50.0, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True,
+              help="Write model.pt, a snapshot and the training state every this many iterations.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch threads (1 is fastest on busy CPUs).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its training state.")
+@click.option("--export", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the final EMA model here with float16 weights (the shippable form).")
+@usage_errors
+def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, batch_size, lr, seed, channels,
+                  channel_mult, dropout, ema_halflife_kimg, checkpoint_every, threads, resume, export):
+    """Train a small UNet denoiser (EDM or FDM preconditioning) on the CPU; sample it with --model OUT/model.pt."""
+    from .data import load_dataset
+    from .models.learned import load_checkpoint, save_checkpoint
+    from .models.unet import count_parameters
+    from .train import TrainConfig, train
+
+    _set_threads(threads)
+    mult = _csv_list(channel_mult, int, "channel multiplier")
+    config = TrainConfig(data=data, precond=precond, fdm_multiplier=fdm_multiplier, warmup_ite=warmup_ite,
+                         iterations=iterations, batch_size=batch_size, lr=lr, seed=seed,
+                         checkpoint_every=checkpoint_every, ema_halflife_kimg=ema_halflife_kimg,
+                         unet={"channels": channels, "channel_mult": mult, "dropout": dropout})
+    images = load_dataset(data)
+    if export is not None and export.exists() and not resume:
+        _fail(f"--export {export} exists; remove it or choose another path")
+    with _progress() as progress:
+        task = progress.add_task("train", total=iterations)
+        state = {"loss": None}
+
+        def on_step(k: int, loss: float) -> None:
+            state["loss"] = loss if state["loss"] is None else 0.98 * state["loss"] + 0.02 * loss
+            progress.update(task, completed=k, description=f"train loss {state['loss']:.4f}")
+
+        result = train(config, out, resume=resume, on_step=on_step, data=images)
+    if export is not None:
+        model = load_checkpoint(result.model_path)
+        meta = dict(model.meta, command="solverzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        save_checkpoint(export, model.net, meta=meta, half=True)
+    console.print(f"trained {result.parameters} parameters for {result.iterations} iterations in "
+                  f"{result.seconds:.0f} s (loss {result.final_loss:.4f}) -> {result.model_path}"
+                  + (f", {export}" if export is not None else ""))
+
+
+@main.command("train-classifier")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--epochs", type=click.IntRange(1), default=40, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=None)
+@usage_errors
+def train_classifier_command(out, epochs, seed, threads):
+    """Train the digits feature extractor (the fd_digits_classifier metric's network)."""
+    from .metrics.fid import train_digits_classifier
+
+    _set_threads(threads)
+    with _progress() as progress:
+        task = progress.add_task("classifier", total=epochs)
+        meta = train_digits_classifier(out, epochs=epochs, seed=seed,
+                                       on_epoch=lambda e, loss: progress.update(task, completed=e))
+    console.print(f"held-out accuracy {meta['holdout_accuracy']:.4f} (train {meta['train_accuracy']:.4f}) -> {out}")
+
+
+@main.command("fid-ref")
+@click.option("--data", required=True, help="'digits', a folder of images, or an .npy/.npz array.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Statistics .npz.")
+@click.option("--feature", default="inception", show_default=True,
+              help="inception, digits_classifier, pixels, pool:K or custom:module:function.")
+@click.option("--inception", type=click.Path(dir_okay=True, path_type=Path), default=None,
+              help="Inception weights file (default: $SOLVERZOO_INCEPTION). Never downloaded.")
+@click.option("--num", type=click.IntRange(2), default=None, help="Use the first NUM images.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--overwrite", is_flag=True)
+@usage_errors
+def fid_ref_command(data, out, feature, inception, num, device, overwrite):
+    """Reference statistics (mu, sigma, features) of real images in a feature space, for bench --reference."""
+    from .data import load_dataset
+    from .metrics.fid import build_extractor, save_reference
+    from .sampling import resolve_device
+
+    if out.exists() and not overwrite:
+        _fail(f"{out} exists; pass --overwrite")
+    extractor = build_extractor(feature, inception=inception, device=resolve_device(device))
+    images = load_dataset(data, num)
+    if len(images) < 2:
+        _fail(f"--data {data}: need at least 2 images")
+    with _progress() as progress:
+        task = progress.add_task(f"{extractor.metric} features", total=len(images))
+        feats = []
+        for lo in range(0, len(images), extractor.batch_size):
+            batch = images[lo:lo + extractor.batch_size]
+            feats.append(extractor(batch))
+            progress.advance(task, len(batch))
+    import torch
+
+    info = save_reference(out, torch.cat(feats), feature, source=data)
+    console.print(f"{info['metric']} statistics of {info['count']} images ({info['dim']} features) -> {out}")
 
 if __name__ == "__main__":
     main()

@@ -170,6 +170,10 @@ def run_bench(
         "spectral_floor": spectral_floors[0] if spectral_floors else None,
         "rows": [],
     }
+    rank, world = world_info()
+    writer = rank == 0  # under torchrun every rank samples its share; rank 0 alone writes
+    if world > 1:
+        results["distributed"] = {"world_size": world, "backend": _dist_backend()}
     path = out / "results.json" if out is not None else None
     if resume and path is not None and path.exists():
         from .report import load_results
@@ -180,7 +184,7 @@ def run_bench(
             raise ValueError(f"{path} was made with a different configuration (differs in: {', '.join(diff)}); "
                              f"resume with the same options, or use --overwrite")
         results["rows"], results["created"] = previous["rows"], previous.get("created")
-    if out is not None:
+    if out is not None and writer:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, results)
 
@@ -195,7 +199,7 @@ def run_bench(
                 row = _run_cell(model, name, nfe, r, config, device, reference, feature, floors[r], metric,
                                 on_progress, spectrum)
                 results["rows"].append(asdict(row))
-                if path is not None:
+                if path is not None and writer:
                     write_json_atomic(path, results)
                 if on_row is not None:
                     on_row(row)
@@ -224,8 +228,7 @@ def _run_cell(model, name, nfe, repeat, config, device, reference, feature, floo
 
     cell = dict(solver=name, nfe_requested=nfe, repeat=repeat, metric=metric, oracle_floor=floor)
     try:
-        result = sample(model, name, nfe=nfe, num_samples=n, seed=config.seed, start_index=repeat * n,
-                        batch_size=config.batch_size, device=device, on_batch=progress, **options)
+        result = _sample_sharded(model, name, nfe, n, repeat * n, config, device, progress, options)
         x = result.samples
         cell.update(nfe=result.nfe, steps=result.steps, options=result.options)
         if not torch.isfinite(x).all():
@@ -245,3 +248,75 @@ def _run_cell(model, name, nfe, repeat, config, device, reference, feature, floo
             message += "\n" + traceback.format_exc(limit=3)
         return Row(**cell, nfe=None, steps=None, fd=None, fd_excess=None, seconds=time.perf_counter() - start,
                    status="error", message=message, options=options)
+
+
+# ----------------------------------------------------------------------------- torchrun / torch.distributed
+def world_info() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _dist_backend() -> str:
+    import torch.distributed as dist
+
+    return str(dist.get_backend())
+
+
+def shard(num_samples: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:
+    """Rank ``rank``'s share of a cell: (offset, count) of a contiguous block of whole batches.
+
+    The batches are those a single process makes ([0, B), [B, 2B), ...), so every sample is
+    computed in the same batch as in a one-process run, with its own per-sample seeds: the
+    gathered samples, hence the statistics, are identical.  Ranks take ceil(batches / world)
+    batches each, lowest ranks first; a rank gets none when there are too few batches (use
+    --batch-size <= N / world size to keep every rank busy)."""
+    batches = -(-num_samples // batch_size)
+    per_rank = -(-batches // world)
+    lo, hi = min(batches, rank * per_rank), min(batches, (rank + 1) * per_rank)
+    start = lo * batch_size
+    return start, max(0, min(num_samples, hi * batch_size) - start)
+
+
+def _sample_sharded(model, name, nfe, n, start, config, device, progress, options):
+    """``sample`` over ``n`` samples from index ``start``; under torch.distributed each rank samples
+    its block of batches (:func:`shard`) and the samples are gathered in index order on every rank.
+    An error on any rank is raised on every rank (so all ranks record the same row)."""
+    rank, world = world_info()
+    batch_size = int(config.batch_size or n)
+    if world == 1:
+        return sample(model, name, nfe=nfe, num_samples=n, seed=config.seed, start_index=start,
+                      batch_size=batch_size, device=device, on_batch=progress, **options)
+    import torch.distributed as dist
+
+    from ..sampling import SampleResult
+
+    offset, count = shard(n, batch_size, rank, world)
+    outcome: tuple = ("empty",)
+    if count > 0:
+        try:
+            res = sample(model, name, nfe=nfe, num_samples=count, seed=config.seed, start_index=start + offset,
+                         batch_size=batch_size, device=device, on_batch=progress, **options)
+            outcome = ("ok", res.samples, res.nfe, res.seconds, res.solver, res.steps, res.grid, res.options)
+        except Exception as err:  # reported on every rank below
+            outcome = ("error", type(err).__name__, str(err), isinstance(err, ValueError))
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, outcome)
+    for item in gathered:
+        if item[0] == "error":
+            if item[3]:
+                raise ValueError(item[2])
+            raise RuntimeError(f"{item[1]}: {item[2]}")
+    oks = [item for item in gathered if item[0] == "ok"]
+    nfes = {item[2] for item in oks}
+    if len(nfes) != 1:
+        raise RuntimeError(f"ranks counted different NFE for {name!r}: {sorted(nfes)}")
+    if progress is not None:
+        progress(n - count)  # the other ranks' samples
+    _, _, nfe_counted, _, solver_name, steps, grid, opts = oks[0]
+    return SampleResult(samples=torch.cat([item[1] for item in oks]), solver=solver_name, nfe=nfe_counted,
+                        nfe_requested=nfe, steps=steps, grid=grid, seconds=max(item[3] for item in oks),
+                        options=opts)

@@ -37,7 +37,7 @@ class UNetConfig:
 
     resolution: int = 8
     in_channels: int = 1
-    channels: int = 32  # width at full resolution
+    channels: int = 16  # width at full resolution
     channel_mult: tuple[int, ...] = (1, 2, 2)  # one level per entry; each level after the first halves H, W
     num_res_blocks: int = 1
     attn_levels: tuple[int, ...] = (2,)  # levels (0-based) with a self-attention layer after each res block

@@ -1,0 +1,297 @@
+"""``solverzoo train``: a small UNet denoiser trained with EDM (or FDM) preconditioning.
+
+The recipe is EDM's (Karras et al. 2022, Sec. 5 and Table 1; NVlabs/edm ``training/loss.py``):
+
+* sigma ~ log-normal, ln sigma ~ N(P_mean, P_std^2) with P_mean = -1.2, P_std = 1.2 (``edm``);
+  VP: sigma = sigma_vp(t), t ~ U(epsilon_t, 1); VE: ln sigma ~ U(ln 0.02, ln 100);
+* loss weight lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 (``edm``), 1 / sigma^2 (VP, VE);
+* loss = lambda(sigma) |D(y + sigma n; sigma) - y|^2, averaged over pixels and the batch;
+* Adam, learning rate ramped up linearly over ``lr_rampup`` iterations, EMA of the weights with
+  a half-life in images (``ema_halflife_kimg``, ramped as ``min(halflife, ratio * images seen)``).
+
+FDM (Wu et al. 2023, sail-sg/FDM ``training/loss.py``): ``fdm_edm`` / ``fdm_vp`` / ``fdm_ve``
+train the same losses with the FDM preconditioner (c_in = s(sigma)) and, with ``warmup_ite``,
+the loss-weight warm-up: the weights are clamped at ``5 * 100^(k / warmup_ite)`` at the k-th
+iteration (k = 0, 1, ...) while that clamp is below 500, and not clamped afterwards (the official
+loss object multiplies its clamp by ``100^(1/warmup_ite)`` per call; here the clamp is computed from
+the iteration number, so a resumed run uses the same clamps).
+
+Randomness: iteration ``k`` draws its batch, sigmas, noise and dropout masks from generators
+seeded by (seed, k).  With the optimizer and EMA state in ``training-state.pt``, a run resumed
+from a checkpoint continues exactly as the uninterrupted run would.
+
+Outputs in ``--out``: ``model.pt`` (the EMA denoiser, a solverzoo checkpoint: ``--model
+OUT/model.pt``), ``snapshots/model-XXXXXX.pt`` every ``checkpoint_every`` iterations (for
+FD-versus-training-steps curves), ``training-state.pt`` (everything ``--resume`` needs) and
+``log.jsonl`` (loss per logged iteration).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import DIGITS, load_dataset
+from .models.learned import build_denoiser, save_checkpoint
+from .models.unet import PRECONDS, Precond, PrecondConfig, UNetConfig, count_parameters
+
+__all__ = ["TrainConfig", "TrainResult", "train", "loss_sigma_weight", "warmup_clamp", "STATE_FILE", "MODEL_FILE"]
+
+STATE_FILE = "training-state.pt"
+MODEL_FILE = "model.pt"
+STATE_FORMAT = "solverzoo.train-state/1"
+# training options that may change when a run is resumed (the others must match)
+RESUMABLE = ("iterations", "checkpoint_every", "log_every")
+
+
+@dataclass
+class TrainConfig:
+    data: str = DIGITS
+    precond: str = "edm"
+    fdm_multiplier: float = 2.0  # sail-sg/FDM train.py's default
+    warmup_ite: int | None = None
+    iterations: int = 3000
+    batch_size: int = 128
+    lr: float = 2e-3
+    lr_rampup: int = 200
+    ema_halflife_kimg: float = 50.0
+    ema_rampup_ratio: float = 0.05
+    sigma_data: float = 0.5
+    P_mean: float = -1.2
+    P_std: float = 1.2
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 10
+    unet: dict = field(default_factory=dict)  # UNetConfig overrides (resolution / channels come from the data)
+
+    def __post_init__(self):
+        if self.precond not in PRECONDS:
+            raise ValueError(f"unknown --precond {self.precond!r}; choose one of {', '.join(PRECONDS)}")
+        if self.warmup_ite is not None and int(self.warmup_ite) < 1:
+            raise ValueError(f"warmup_ite must be >= 1, got {self.warmup_ite}")
+        for name in ("iterations", "batch_size", "checkpoint_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.fdm_multiplier > 0:
+            raise ValueError(f"fdm_multiplier must be > 0, got {self.fdm_multiplier}")
+        if self.lr_rampup < 0 or self.ema_halflife_kimg < 0 or self.ema_rampup_ratio < 0:
+            raise ValueError("lr_rampup, ema_halflife_kimg and ema_rampup_ratio must be >= 0")
+
+    def as_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    iterations: int
+    seconds: float
+    final_loss: float | None
+    parameters: int
+    model_path: Path
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0]) >> 1
+
+
+def warmup_clamp(iteration: int, warmup_ite: int | None) -> float | None:
+    """FDM's loss-weight clamp at (0-based) iteration k: 5 * 100^(k / warmup_ite) while below 500."""
+    if not warmup_ite:
+        return None
+    clamp = 5.0 * 100.0 ** (iteration / warmup_ite)
+    return clamp if clamp < 500.0 else None
+
+
+def loss_sigma_weight(config: TrainConfig, denoiser: Precond, batch: int, gen: torch.Generator,
+                      iteration: int) -> tuple[Tensor, Tensor]:
+    """sigma (B, 1, 1, 1) and the loss weight lambda(sigma) of one batch (see the module docstring)."""
+    base = config.precond.replace("fdm_", "")
+    if base == "edm":
+        sigma = (torch.randn(batch, 1, 1, 1, generator=gen) * config.P_std + config.P_mean).exp()
+        sd = config.sigma_data
+        weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+    elif base == "vp":
+        eps_t, beta_min, beta_d = 1e-5, denoiser.beta_min, denoiser.beta_d
+        t = 1 + torch.rand(batch, 1, 1, 1, generator=gen) * (eps_t - 1)
+        sigma = ((0.5 * beta_d * t**2 + beta_min * t).exp() - 1).sqrt()
+        weight = 1 / sigma**2
+    else:  # ve
+        lo, hi = denoiser.sigma_min, denoiser.sigma_max
+        sigma = lo * (hi / lo) ** torch.rand(batch, 1, 1, 1, generator=gen)
+        weight = 1 / sigma**2
+    clamp = warmup_clamp(iteration, config.warmup_ite)
+    if clamp is not None:
+        weight = weight.clamp(max=clamp)
+    return sigma, weight
+
+
+def _new_state(config: TrainConfig, data: Tensor) -> dict:
+    c, h, w = data.shape[1:]
+    if h != w:
+        raise ValueError(f"the UNet needs square images, got {h} x {w}")
+    ucfg = UNetConfig(**{"resolution": h, "in_channels": c, **config.unet})
+    pcfg = PrecondConfig(kind=config.precond, sigma_data=config.sigma_data, fdm_multiplier=config.fdm_multiplier)
+    torch.manual_seed(_seed(config.seed, 1 << 30))
+    net = build_denoiser(ucfg, pcfg)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    return {"net": net, "ema": ema, "opt": opt, "iteration": 0, "images": 0, "seconds": 0.0}
+
+
+def _save_state(out: Path, config: TrainConfig, state: dict) -> None:
+    payload = {
+        "format": STATE_FORMAT,
+        "config": config.as_dict(),
+        "unet": state["net"].net.config.as_dict(),
+        "precond": state["net"].pconfig.as_dict(),
+        "net": state["net"].state_dict(),
+        "ema": state["ema"].state_dict(),
+        "opt": state["opt"].state_dict(),
+        "iteration": state["iteration"],
+        "images": state["images"],
+        "seconds": state["seconds"],
+    }
+    tmp = out / f".{STATE_FILE}.{os.getpid()}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, out / STATE_FILE)
+
+
+def _load_state(out: Path, config: TrainConfig, data: Tensor) -> dict:
+    path = out / STATE_FILE
+    if not path.is_file():
+        raise ValueError(f"--resume: {path} does not exist (nothing to resume); run without --resume")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload.get("format") != STATE_FORMAT:
+        raise ValueError(f"--resume: {path} is not a solverzoo training state")
+    saved = payload["config"]
+    now = config.as_dict()
+    diff = sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
+    if diff:
+        raise ValueError(f"--resume: {path} was made with different options ({', '.join(diff)}: "
+                         f"{', '.join(f'{saved.get(k)!r} -> {now[k]!r}' for k in diff)}); use the same options "
+                         f"(only {', '.join(RESUMABLE)} may change) or another --out")
+    state = _new_state(config, data)
+    state["net"].load_state_dict(payload["net"])
+    state["ema"].load_state_dict(payload["ema"])
+    state["opt"].load_state_dict(payload["opt"])
+    for key in ("iteration", "images", "seconds"):
+        state[key] = payload[key]
+    if state["iteration"] > config.iterations:
+        raise ValueError(f"--resume: {path} is already at iteration {state['iteration']} > --iterations "
+                         f"{config.iterations}")
+    return state
+
+
+def _meta(config: TrainConfig, state: dict, loss: float | None) -> dict:
+    return {
+        "name": "unet",
+        "data": config.data,
+        "default_feature": "digits_classifier" if config.data == DIGITS else None,
+        "iterations": state["iteration"],
+        "images_seen": state["images"],
+        "train_seconds": round(state["seconds"], 1),
+        "loss": loss,
+        "train_config": config.as_dict(),
+        "parameters": count_parameters(state["net"]),
+    }
+
+
+def train(config: TrainConfig, out: str | Path, resume: bool = False,
+          on_step: Callable[[int, float], None] | None = None, data: Tensor | None = None,
+          stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) a denoiser; see the module docstring for the outputs in ``out``.
+
+    ``on_step(iteration, loss)`` is called after every iteration.  ``stop_after`` stops the run
+    after that many iterations of this call (a checkpoint is written first), e.g. to test resume.
+    """
+    out = Path(out)
+    data = load_dataset(config.data) if data is None else data
+    if data.ndim != 4:
+        raise ValueError(f"training data must be a batch of images (N, C, H, W), got shape {tuple(data.shape)}")
+    if resume:
+        state = _load_state(out, config, data)
+    else:
+        if (out / STATE_FILE).exists() or (out / MODEL_FILE).exists():
+            raise ValueError(f"{out} already holds a training run; pass --resume to continue it, or choose "
+                             f"another --out")
+        state = _new_state(config, data)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "snapshots").mkdir(exist_ok=True)
+    with open(out / "config.json", "w") as fh:
+        json.dump(config.as_dict(), fh, indent=1)
+
+    net, ema, opt = state["net"], state["ema"], state["opt"]
+    net.train()
+    n_data, batch = len(data), config.batch_size
+    log = open(out / "log.jsonl", "a")
+    last_loss: float | None = None
+    window: list[float] = []
+    start = time.perf_counter()
+    base_seconds = state["seconds"]
+    done_here = 0
+    try:
+        while state["iteration"] < config.iterations:
+            k = state["iteration"]
+            gen = torch.Generator().manual_seed(_seed(config.seed, k, 0))
+            torch.manual_seed(_seed(config.seed, k, 1))  # dropout masks
+            y = data[torch.randint(n_data, (batch,), generator=gen)]
+            sigma, weight = loss_sigma_weight(config, net, batch, gen, k)
+            noise = torch.randn(y.shape, generator=gen) * sigma
+            loss = (weight * (net(y + noise, sigma.flatten()) - y) ** 2).mean()
+            for group in opt.param_groups:
+                group["lr"] = config.lr * min(1.0, (k + 1) / max(config.lr_rampup, 1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for p in net.parameters():
+                if p.grad is not None:
+                    torch.nan_to_num(p.grad, nan=0.0, posinf=1e5, neginf=-1e5, out=p.grad)
+            opt.step()
+            state["images"] += batch
+            halflife = config.ema_halflife_kimg * 1000
+            if config.ema_rampup_ratio > 0:
+                halflife = min(halflife, state["images"] * config.ema_rampup_ratio)
+            beta = 0.5 ** (batch / max(halflife, 1e-8))
+            with torch.no_grad():
+                for p_ema, p in zip(ema.parameters(), net.parameters()):
+                    p_ema.copy_(p.detach().lerp(p_ema, beta))
+                for b_ema, b in zip(ema.buffers(), net.buffers()):
+                    b_ema.copy_(b)
+            state["iteration"] = k + 1
+            done_here += 1
+            value = float(loss.detach())
+            window.append(value)
+            state["seconds"] = base_seconds + time.perf_counter() - start
+            if state["iteration"] % config.log_every == 0 or state["iteration"] == config.iterations:
+                last_loss = sum(window) / len(window)
+                log.write(json.dumps({"iteration": state["iteration"], "loss": last_loss,
+                                      "seconds": round(state["seconds"], 2)}) + "\n")
+                log.flush()
+                window = []
+            if on_step is not None:
+                on_step(state["iteration"], value)
+            finished = state["iteration"] == config.iterations
+            stopping = stop_after is not None and done_here >= stop_after
+            if state["iteration"] % config.checkpoint_every == 0 or finished or stopping:
+                meta = _meta(config, state, last_loss)
+                save_checkpoint(out / "snapshots" / f"model-{state['iteration']:06d}.pt", ema, meta)
+                save_checkpoint(out / MODEL_FILE, ema, meta)
+                _save_state(out, config, state)
+            if stopping:
+                break
+    finally:
+        log.close()
+    return TrainResult(out=out, iterations=state["iteration"], seconds=state["seconds"], final_loss=last_loss,
+                       parameters=count_parameters(net), model_path=out / MODEL_FILE)
