@@ -94,7 +94,7 @@ def sample(
     model = model.to(device, dtype)
     solver.check_model(model)
     grid = solver.make_grid(model.process, steps)
-    solver.prepare(model, device, dtype)
+    solver.prepare(model, device, dtype, grid)
     batch_size = num_samples if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -180,3 +180,22 @@ def test_converges_to_the_oracle_as_nfe_grows(name):
         fds.append(ref.distance_samples(x.flatten(1).double()))
     assert fds[1] < fds[0]
     assert fds[1] - floor < 0.25 * floor + 0.05
+
+
+def test_tdas_filters_compose_with_any_stochastic_solver():
+    """preconditioner='tdas' on seeds2: filters estimated from a pilot seeds2 run at the same grid;
+    only the noise changes (same NFE, same initial noise before filtering)."""
+    model = small_model()
+    plain = solverzoo.sample(model, "seeds2", nfe=8, num_samples=4, seed=2)
+    solver = solverzoo.get_solver("seeds2", preconditioner="tdas")
+    filtered = solverzoo.sample(model, solver, nfe=8, num_samples=4, seed=2)
+    assert filtered.nfe == plain.nfe == 8
+    assert len(solver.estimate["radii"]) == 2
+    assert isinstance(solver.preconditioner, Composed)
+    assert not torch.equal(filtered.samples, plain.samples)
+    with pytest.raises(ValueError, match="cannot use a preconditioner"):
+        solverzoo.get_solver("dpmpp_2m", preconditioner="tdas")
+    with pytest.raises(ValueError, match="give 'tdas'"):
+        solverzoo.get_solver("seeds2", preconditioner="tdsa")
+    with pytest.raises(ValueError, match="act on images"):
+        solverzoo.sample(GaussianModel((4,)), "seeds1", nfe=4, num_samples=2, preconditioner="tdas")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -118,6 +119,9 @@ class Solver:
                 f"solver {self.info.name!r} cannot use a preconditioner (it adds no noise and does not "
                 f"precondition its drift); stochastic solvers accept TDAS noise filters, pds also drift filters"
             )
+        if isinstance(preconditioner, str) and preconditioner != "tdas" and not os.path.exists(preconditioner):
+            raise ValueError(f"preconditioner={preconditioner!r}: give 'tdas' (filters estimated for this solver), "
+                             f"a filter file (.npz), or an operator")
         self.preconditioner = preconditioner
 
     # --- budgets ------------------------------------------------------------------------
@@ -149,12 +153,18 @@ class Solver:
     # --- hooks ----------------------------------------------------------------------------
     def check_model(self, model: Model) -> None:
         """Raise ValueError if this solver cannot sample ``model`` (cheap; no sampling)."""
-        if self.preconditioner is not None and not model.is_image:
-            raise ValueError(f"solver {self.info.name!r}: preconditioners act on images; model {model.name!r} "
-                             f"has shape {tuple(model.shape)}")
+        if self.preconditioner is not None:
+            from .preconditioned import check_filters
 
-    def prepare(self, model: Model, device: torch.device, dtype: torch.dtype) -> None:
-        """Called once per run before sampling (e.g. to build filters from the model's data)."""
+            check_filters(self, self.preconditioner, model)
+
+    def prepare(self, model: Model, device: torch.device, dtype: torch.dtype, grid: Grid | None = None) -> None:
+        """Called once per run before sampling, with the run's grid (e.g. to build filters from
+        the model's data, or from a pilot run at this grid)."""
+        if isinstance(self.preconditioner, (str, os.PathLike)):
+            from .preconditioned import noise_filters
+
+            self.preconditioner = noise_filters(self, self.preconditioner, model, device, dtype, grid)
         if self.preconditioner is not None:
             self.preconditioner = self.preconditioner.to(device, dtype)
             if hasattr(self.preconditioner, "check_shape"):

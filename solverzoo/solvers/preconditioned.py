@@ -18,6 +18,7 @@ filter from the frequency ratio of accelerated samples to data).  Learned models
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -46,22 +47,74 @@ def _data_images(model: Model, device, dtype, what: str) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 
-def _check_image(solver, model: Model) -> None:
-    """Images only; a filter file or operator must fit the image shape (checked before any work)."""
+def _check_kind(filters) -> None:
+    if isinstance(filters, str) and filters not in FILTER_KINDS and filters != "tdas" and not os.path.exists(filters):
+        raise ValueError(f"filters={filters!r} is neither a filter kind ({', '.join(FILTER_KINDS)}) nor an existing file")
+
+
+def check_filters(solver, filters, model: Model) -> None:
+    """Before any work: images only; filters estimated from data need an analytic model; a
+    filter file or operator must fit the image shape."""
     from ..preconditioners import load_filters
 
+    name = solver.info.name
     if not model.is_image:
-        raise ValueError(f"{solver.info.name} filters act on images (C, H, W); model {model.name!r} has shape "
-                         f"{tuple(model.shape)}: use pc for it")
-    if isinstance(solver.filters, (str, os.PathLike)) and solver.filters not in FILTER_KINDS:
-        load_filters(solver.filters, model.shape)
-    elif hasattr(solver.filters, "check_shape"):
-        solver.filters.check_shape(tuple(model.shape))
+        raise ValueError(f"{name}: filters act on images (C, H, W); model {model.name!r} has shape "
+                         f"{tuple(model.shape)}")
+    if isinstance(filters, str) and (filters in FILTER_KINDS or filters == "tdas"):
+        if not isinstance(model, AnalyticModel):
+            raise ValueError(f"{name} needs filters for model {model.name!r}: pass a filter file (.npz from "
+                             f"'solverzoo filters estimate' / 'tdas-estimate', or PDS .npy statistics); only "
+                             f"analytic models build their own")
+    elif isinstance(filters, (str, os.PathLike)):
+        load_filters(filters, model.shape)
+    elif hasattr(filters, "check_shape"):
+        filters.check_shape(tuple(model.shape))
 
 
-def _check_kind(filters) -> None:
-    if isinstance(filters, str) and filters not in FILTER_KINDS and not os.path.exists(filters):
-        raise ValueError(f"filters={filters!r} is neither a filter kind ({', '.join(FILTER_KINDS)}) nor an existing file")
+def tdas_filters(model: Model, pilot, grid, device, dtype, kinds: str = "freq+space", radii=None, rates=None,
+                 quantiles=(0.5, 0.65), softness: float = 5.0, pilot_samples: int = STATISTIC_SAMPLES):
+    """TDAS's M for ``model`` (Sec. 4.3 and appendix A.2), and the A.2 estimate (or None).
+
+    The space filter comes from the mean of 200 data images; the radial frequency filter
+    from ``radii``/``rates`` or, when they are not given, from the ratio of the frequency
+    statistics of a pilot run (``pilot``, the same sampler without filters, at ``grid``)
+    to those of the data."""
+    from ..preconditioners import tdas_estimate, tdas_preconditioner
+    from ..sampling import sample
+
+    data = _data_images(model, device, torch.float64, "tdas")
+    estimate = None
+    if "freq" in kinds and radii is None:
+        steps = grid.steps if grid is not None else None
+        if steps is None:
+            raise RuntimeError("TDAS filters need the run's grid for their pilot run")
+        x = sample(model, pilot, steps=steps, num_samples=pilot_samples, seed=FILTER_SEED,
+                   batch_size=min(pilot_samples, 100), device=device, dtype=dtype).samples
+        found = tdas_estimate(((x + 1) / 2).clamp(0, 1).to(torch.float64), data.cpu(), quantiles=quantiles)
+        radii, rates, estimate = found.radii, found.rates, found.describe()
+    operator = tdas_preconditioner(
+        model.shape,
+        radii if "freq" in kinds else (),
+        rates if "freq" in kinds else (),
+        mean_image=data.mean(0) if "space" in kinds else None,
+        softness=softness,
+    )
+    return operator, estimate
+
+
+def noise_filters(solver, spec, model: Model, device, dtype, grid):
+    """``preconditioner="tdas"`` (TDAS filters estimated for this solver at this grid) or a
+    filter file, for any solver that filters its noise (TDAS applies to every stochastic
+    sampler because it only changes the noise)."""
+    from ..preconditioners import load_filters
+
+    if spec == "tdas":
+        pilot = copy.copy(solver)
+        pilot.preconditioner = None
+        operator, solver.estimate = tdas_filters(model, pilot, grid, device, dtype)
+        return operator
+    return load_filters(spec, model.shape, kind="filter").preconditioner()
 
 
 @register
@@ -87,9 +140,10 @@ class PDS(PredictorCorrector):
         self.filters, self.alpha = filters, float(alpha)
         super().__init__(**options)
 
-    check_model = _check_image
+    def check_model(self, model: Model) -> None:
+        check_filters(self, self.filters if self.preconditioner is None else self.preconditioner, model)
 
-    def prepare(self, model: Model, device, dtype) -> None:
+    def prepare(self, model: Model, device, dtype, grid=None) -> None:
         from ..preconditioners import load_filters, pds_preconditioner, pds_statistics
 
         if self.preconditioner is None:
@@ -105,7 +159,7 @@ class PDS(PredictorCorrector):
                 self.preconditioner = loaded.preconditioner(self.alpha)
             else:
                 self.preconditioner = self.filters
-        super().prepare(model, device, dtype)
+        super().prepare(model, device, dtype, grid)
 
 
 @register
@@ -137,50 +191,26 @@ class TDAS(PredictorCorrector):
         if int(pilot_samples) != pilot_samples or pilot_samples < 2:
             raise ValueError(f"pilot_samples must be an integer >= 2, got {pilot_samples}")
         self.quantiles, self.softness, self.pilot_samples = tuple(quantiles), float(softness), int(pilot_samples)
-        self._steps: int | None = None
         super().__init__(**options)
 
-    def make_grid(self, process, steps: int):
-        self._steps = steps  # the pilot run for the A.2 estimate uses the same grid
-        return super().make_grid(process, steps)
+    def check_model(self, model: Model) -> None:
+        check_filters(self, self.filters if self.preconditioner is None else self.preconditioner, model)
 
-    check_model = _check_image
-
-    def prepare(self, model: Model, device, dtype) -> None:
-        from ..preconditioners import load_filters, tdas_estimate, tdas_preconditioner
+    def prepare(self, model: Model, device, dtype, grid=None) -> None:
+        from ..preconditioners import load_filters
 
         if self.preconditioner is None:
             if isinstance(self.filters, str) and self.filters in FILTER_KINDS:
-                data = _data_images(model, device, torch.float64, "tdas")
-                radii, rates = self.radii, self.rates
-                if "freq" in self.filters and radii is None:
-                    radii, rates = self._estimate(model, device, dtype, data, tdas_estimate)
-                self.preconditioner = tdas_preconditioner(
-                    model.shape,
-                    radii if "freq" in self.filters else (),
-                    rates if "freq" in self.filters else (),
-                    mean_image=data.mean(0) if "space" in self.filters else None,
-                    softness=self.softness,
+                plain = PredictorCorrector(
+                    snr=self.snr, n_corrector=self.n_corrector, corrector_norm=self.corrector_norm,
+                    base_steps=self.base_steps, grid=self.grid_name, final=self.final,
+                    grid_options=self.grid_options,
                 )
+                self.preconditioner, self.estimate = tdas_filters(
+                    model, plain, grid, device, dtype, self.filters, self.radii, self.rates, self.quantiles,
+                    self.softness, self.pilot_samples)
             elif isinstance(self.filters, (str, os.PathLike)):
                 self.preconditioner = load_filters(self.filters, model.shape, kind="filter").preconditioner()
             else:
                 self.preconditioner = self.filters
-        super().prepare(model, device, dtype)
-
-    def _estimate(self, model, device, dtype, data, tdas_estimate):
-        """Appendix A.2: radii and rates from a pilot PC run at this grid against the data."""
-        from ..sampling import sample
-
-        if self._steps is None:
-            raise RuntimeError("tdas: make_grid must run before prepare")
-        plain = PredictorCorrector(
-            snr=self.snr, n_corrector=self.n_corrector, corrector_norm=self.corrector_norm,
-            base_steps=self.base_steps, grid=self.grid_name, final=self.final, grid_options=self.grid_options,
-        )
-        pilot = sample(model, plain, steps=self._steps, num_samples=self.pilot_samples, seed=FILTER_SEED,
-                       batch_size=min(self.pilot_samples, 100), device=device, dtype=dtype).samples
-        estimate = tdas_estimate(((pilot + 1) / 2).clamp(0, 1).to(torch.float64), data.cpu(),
-                                 quantiles=self.quantiles)
-        self.estimate = estimate.describe()
-        return estimate.radii, estimate.rates
+        super().prepare(model, device, dtype, grid)
