@@ -74,11 +74,17 @@ class Row:
 
 
 def default_solvers(model: Model) -> list[str]:
-    """Every registered solver that accepts the model (e.g. fdm needs an FDM process)."""
+    """Every registered solver that accepts the model (e.g. fdm needs an FDM process).
+
+    For a learned model the solvers are also prepared (cheaply: nothing to estimate from data),
+    which drops those that need extra input there, e.g. pds / tdas without filter files."""
     names = []
     for name in list_solvers():
         try:
-            get_solver(name).check_model(model)
+            solver = get_solver(name)
+            solver.check_model(model)
+            if not isinstance(model, AnalyticModel):
+                solver.prepare(model, torch.device("cpu"), torch.float32)
         except ValueError:
             continue
         names.append(name)
