@@ -64,8 +64,10 @@ class NoiseSource:
         """One standard normal draw per sample, stacked along a new batch axis."""
         shape = tuple(int(n) for n in shape)
         out = torch.empty((len(self.generators), *shape), dtype=torch.float64 if self.dtype == torch.float64 else torch.float32)
-        for row, gen in zip(out, self.generators):
-            torch.randn(shape, generator=gen, out=row, dtype=row.dtype)
+        # row.normal_ is what torch.randn(out=row) runs after its argument parsing and resize:
+        # the same values from the same generator state, with less per-row Python overhead
+        for row, gen in zip(out.unbind(0), self.generators):
+            row.normal_(generator=gen)
         self.draws += 1
         return out.to(device=self.device, dtype=self.dtype, non_blocking=True)
 
