@@ -74,17 +74,16 @@ class Row:
 
 
 def default_solvers(model: Model) -> list[str]:
-    """Every registered solver that accepts the model (e.g. fdm needs an FDM process).
-
-    For a learned model the solvers are also prepared (cheaply: nothing to estimate from data),
-    which drops those that need extra input there, e.g. pds / tdas without filter files."""
+    """Every registered solver that accepts the model (``check_model``: fdm needs an FDM process,
+    pds / tdas need filter files for a learned model), less the reference integrators, whose
+    cost is set by tolerances rather than by the NFE budget (name them to run them)."""
     names = []
     for name in list_solvers():
+        solver = get_solver(name)
+        if solver.info.family == "reference":
+            continue
         try:
-            solver = get_solver(name)
             solver.check_model(model)
-            if not isinstance(model, AnalyticModel):
-                solver.prepare(model, torch.device("cpu"), torch.float32)
         except ValueError:
             continue
         names.append(name)
