@@ -56,8 +56,12 @@ def test_shards_are_whole_batches_lowest_ranks_first():
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    torch.set_num_threads(1)
-    single = run_bench(BenchConfig(**CONFIG))
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the worker processes
+    try:
+        single = run_bench(BenchConfig(**CONFIG))
+    finally:
+        torch.set_num_threads(old)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "out"

@@ -29,7 +29,14 @@ from solverzoo.metrics.fid import (
 from solverzoo.models import get_model
 from solverzoo.models.learned import build_denoiser, save_checkpoint
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread in these tests (much faster on busy shared cores), restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 EXTRACTOR = textwrap.dedent('''
     import torch
