@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from .base import Context, SolverInfo, register
@@ -140,18 +141,22 @@ class _DPMSolverPPMultistep(Multistep):
 
     def combine(self, d: Tensor, hist: list[Tensor], hs: list[float], h: float, order: int) -> Tensor:
         """(1 + eta) int_0^h e^{-(1+eta)(h-r)} D dr, estimated from D = hist[-1] and the history."""
+        # in-place on fresh temporaries only: the same operations in the same order as the
+        # expressions in the comments (bit for bit), with fewer full-size allocations
         he = (1 + self.eta) * h
-        out = -math.expm1(-he) * d
+        out = d * -math.expm1(-he)  # -expm1(-he) * d
         if order == 2:
-            d1 = (d - hist[-2]) * (h / hs[-1])
-            out = out + (0.5 * -math.expm1(-he) if self.solver_type == "midpoint" else phi2(he)) * d1
+            d1 = torch.sub(d, hist[-2]).mul_(h / hs[-1])  # (d - hist[-2]) * (h / hs[-1])
+            out.add_(d1.mul_(0.5 * -math.expm1(-he) if self.solver_type == "midpoint" else phi2(he)))
         elif order == 3:
             r0, r1 = hs[-1] / h, hs[-2] / h
-            d1_0, d1_1 = (d - hist[-2]) / r0, (hist[-2] - hist[-3]) / r1
-            d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
-            d2 = (d1_0 - d1_1) / (r0 + r1)
+            d1_0 = torch.sub(d, hist[-2]).div_(r0)  # (d - hist[-2]) / r0
+            d1_1 = torch.sub(hist[-2], hist[-3]).div_(r1)  # (hist[-2] - hist[-3]) / r1
+            diff = d1_1.neg_().add_(d1_0)  # d1_0 - d1_1
+            d1 = torch.mul(diff, r0 / (r0 + r1)).add_(d1_0)  # d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
+            d2 = diff.div_(r0 + r1)  # (d1_0 - d1_1) / (r0 + r1)
             weight = 2.0 if self.third_order == "exact" else 1.0
-            out = out + phi2(he) * d1 - weight * phi3(he) * d2
+            out.add_(d1.mul_(phi2(he))).sub_(d2.mul_(weight * phi3(he)))  # out + phi2 d1 - weight phi3 d2
         return out
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
@@ -165,10 +170,12 @@ class _DPMSolverPPMultistep(Multistep):
                 x = d
                 break
             h = math.log(sigma[i] / sigma[i + 1])
-            x_next = (sigma[i + 1] / sigma[i]) * math.exp(-self.eta * h) * x + self.combine(
-                d, hist, hs, h, self.step_order(i, steps))
+            # (sigma_t / sigma_s) e^{-eta h} x + combine(...) [+ c z], accumulated in place (bit for bit)
+            x_next = torch.mul(x, (sigma[i + 1] / sigma[i]) * math.exp(-self.eta * h))
+            x_next.add_(self.combine(d, hist, hs, h, self.step_order(i, steps)))
             if self.eta > 0:
-                x_next = x_next + self.s_noise * sigma[i + 1] * math.sqrt(-math.expm1(-2 * self.eta * h)) * ctx.randn_like(x)
+                c = self.s_noise * sigma[i + 1] * math.sqrt(-math.expm1(-2 * self.eta * h))
+                x_next.add_(ctx.randn_like(x).mul_(c))
             x = x_next
             hs = (hs + [h])[-2:]
         return self.finish(ctx, x)
