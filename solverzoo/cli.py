@@ -351,15 +351,42 @@ def print_table(results: dict) -> None:
 
 @main.command("report")
 @click.argument("results_dir", type=click.Path(path_type=Path))
+@click.argument("other_dir", type=click.Path(path_type=Path), required=False)
 @usage_errors
-def report_command(results_dir: Path) -> None:
-    """Rebuild the table, CSV and plot from a saved results folder."""
-    from .bench.report import load_results, write_outputs
+def report_command(results_dir: Path, other_dir: Path | None) -> None:
+    """Rebuild the table, CSV and plot from a saved results folder; with a second folder,
+    compare the two (the difference per solver and NFE; nothing is rewritten)."""
+    from .bench.report import load_results, table_rows, write_outputs
 
     results = load_results(results_dir)
-    out = results_dir if results_dir.is_dir() else results_dir.parent
-    write_outputs(results, out)
-    print_table(results)
+    if other_dir is None:
+        out = results_dir if results_dir.is_dir() else results_dir.parent
+        write_outputs(results, out)
+        print_table(results)
+        return
+    other = load_results(other_dir)
+    if results.get("metric") != other.get("metric"):
+        _fail(f"the two folders use different metrics ({results.get('metric')} vs {other.get('metric')}); "
+              f"their values cannot be compared")
+    nfes_a, cells_a = table_rows(results)
+    nfes_b, cells_b = table_rows(other)
+    nfes = sorted(set(nfes_a) | set(nfes_b))
+    table = Table(title=f"{results['metric']}: {results_dir} -> {other_dir} (cells: a -> b, b - a)")
+    table.add_column("solver")
+    for n in nfes:
+        table.add_column(f"NFE {n}", justify="right")
+    for solver in list(dict.fromkeys([*cells_a, *cells_b])):
+        row = [solver]
+        for n in nfes:
+            a, b = cells_a.get(solver, {}).get(n), cells_b.get(solver, {}).get(n)
+            if a is None or b is None:
+                row.append("only in " + ("b" if a is None else "a") if (a or b) else "")
+            elif a["fd"] is None or b["fd"] is None:
+                row.append(f"{a['status']} -> {b['status']}")
+            else:
+                row.append(f"{a['fd']:.2f} -> {b['fd']:.2f} ({b['fd'] - a['fd']:+.2f})")
+        table.add_row(*row)
+    console.print(table)
 
 
 # ----------------------------------------------------------------------------- filters

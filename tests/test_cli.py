@@ -128,3 +128,21 @@ def test_filters_estimate_from_model_and_use_in_pds(runner, tmp_path):
 def test_filters_estimate_missing_data_exits_2(runner, tmp_path):
     r = runner.invoke(main, ["filters", "estimate", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x.npz")])
     assert r.exit_code == 2 and "no such file" in r.output
+
+
+def test_report_compares_two_result_folders(runner, tmp_path):
+    for name, nfe in (("a", "4,8"), ("b", "8")):
+        r = runner.invoke(main, ["bench", *TINY, "--solvers", "euler", "--nfe", nfe, "--num-samples", "6",
+                                 "--out", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+    fd = {row["nfe_requested"]: row["fd"] for row in json.loads((tmp_path / "a" / "results.json").read_text())["rows"]}
+    result = runner.invoke(main, ["report", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert f"{fd[8]:.2f} -> {fd[8]:.2f} (+0.00)" in result.output  # same seed, same cell: no difference
+    assert "only in a" in result.output
+    other = tmp_path / "c"
+    r = runner.invoke(main, ["bench", *TINY, "--solvers", "euler", "--nfe", "8", "--num-samples", "6",
+                             "--feature", "pool:4", "--out", str(other)])
+    assert r.exit_code == 0
+    mismatch = runner.invoke(main, ["report", str(tmp_path / "a"), str(other)])
+    assert mismatch.exit_code == 2 and "different metrics" in mismatch.output
