@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import torch
 from torch import Tensor
 
 from .base import Context, Solver, SolverInfo, register
@@ -71,12 +72,14 @@ class SigmaBrownian:
         if sigma > last:
             raise ValueError(f"SigmaBrownian draws forward only: sigma={sigma} lies above the lowest point {last} "
                              f"but is not a visited point")
-        self.values.append(self.values[-1] + math.sqrt(last - sigma) * self.draw())
+        # values[-1] + sqrt(last - sigma) * draw(), accumulated in a fresh tensor (same values, one allocation)
+        self.values.append(torch.mul(self.draw(), math.sqrt(last - sigma)).add_(self.values[-1]))
         self.points.append(float(sigma))
         return self.values[-1]
 
     def increment(self, a: float, b: float) -> Tensor:
-        return (self.W(b) - self.W(a)) / math.sqrt(a - b)
+        w_b = self.W(b)  # b first: it may draw
+        return torch.sub(w_b, self.W(a)).div_(math.sqrt(a - b))  # (W(b) - W(a)) / sqrt(a - b)
 
 
 def _check_eta(name: str, eta: float, s_noise: float, most: float = math.inf) -> None:
@@ -253,14 +256,15 @@ class DPMPPSDE(_TwoStage):
                 continue
             mid = s ** (1 - self.r) * t**self.r
             path = SigmaBrownian(s, lambda: ctx.randn_like(x)) if self.eta > 0 else None
+            # each line is the expression in its comment, accumulated in place in fresh tensors (bit for bit)
             down, up = ancestral_step(s, mid, self.eta)
-            x_2 = (down / s) * x + (1 - down / s) * d
+            x_2 = torch.mul(x, down / s).add_(torch.mul(d, 1 - down / s))  # (down/s) x + (1 - down/s) d
             if path is not None:
-                x_2 = x_2 + self.s_noise * up * path.increment(s, mid)
-            d_prime = (1 - fac) * d + fac * ctx.denoise(x_2, mid)
+                x_2.add_(path.increment(s, mid).mul_(self.s_noise * up))  # + s_noise up N(s, mid)
+            d_prime = torch.mul(d, 1 - fac).add_(torch.mul(ctx.denoise(x_2, mid), fac))  # (1 - fac) d + fac D_2
             down, up = ancestral_step(s, t, self.eta)
-            x_next = (down / s) * x + (1 - down / s) * d_prime
+            x_next = torch.mul(x, down / s).add_(torch.mul(d_prime, 1 - down / s))
             if path is not None:
-                x_next = x_next + self.s_noise * up * path.increment(s, t)
+                x_next.add_(path.increment(s, t).mul_(self.s_noise * up))
             x = x_next
         return x
