@@ -103,9 +103,9 @@ class DPMPP2S(_Exponential):
 
     def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
         down, up = ancestral_step(s, t, self.eta)
-        x = self.step2(ctx, x, s, down)
+        x = self.step2(ctx, x, s, down)  # a fresh tensor
         if self.eta > 0:
-            x = x + self.s_noise * up * ctx.randn_like(x)
+            x.add_(ctx.randn_like(x).mul_(self.s_noise * up))  # x + s_noise up z, in place
         return x
 
 

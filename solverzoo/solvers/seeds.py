@@ -92,6 +92,7 @@ import dataclasses
 import math
 from typing import Sequence
 
+import torch
 from torch import Tensor
 
 from .base import Context, Solver, SolverInfo, register
@@ -145,6 +146,12 @@ def noise_chain(sigmas: Sequence[float], prediction: str = "data") -> list[tuple
     return out
 
 
+def _lin(x: Tensor, a: float, y: Tensor, b: float) -> Tensor:
+    """a x + b y in a fresh tensor, accumulated in place: the same operations in the same order as the
+    expression (the schemes below then add their other terms, left to right, in place: bit for bit)."""
+    return torch.mul(x, a).add_(torch.mul(y, b))
+
+
 class _Exponential(Solver):
     """Shared machinery: the phi-functions, the running noise, the last step and NFE budgets.
 
@@ -187,7 +194,7 @@ class _Exponential(Solver):
             return [0.0] * (len(sigmas) - 1)
         out, n = [], 0.0
         for a, b in noise_chain(sigmas, self.prediction):
-            n = a * n + b * ctx.randn_like(x)
+            n = torch.mul(ctx.randn_like(x), b).add_(a * n)  # a n + b z
             out.append(n)
         return out
 
@@ -195,28 +202,30 @@ class _Exponential(Solver):
     def step1(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
         h = math.log(s / t)
         (n_t,) = self.noises(ctx, x, [s, t])
-        return self.L(h) * x + self.phi1(h, t) * self.F(ctx, x, s) + n_t
+        return _lin(x, self.L(h), self.F(ctx, x, s), self.phi1(h, t)).add_(n_t)
 
     def step2(self, ctx: Context, x: Tensor, s: float, t: float, c2: float = 0.5) -> Tensor:
         h = math.log(s / t)
         (s2,) = stage_sigmas(s, t, [c2])
         n_2, n_t = self.noises(ctx, x, [s, s2, t])
         f_s = self.F(ctx, x, s)
-        x_2 = self.L(c2 * h) * x + self.phi1(c2 * h, s2) * f_s + n_2
+        x_2 = _lin(x, self.L(c2 * h), f_s, self.phi1(c2 * h, s2)).add_(n_2)
         f_2 = self.F(ctx, x_2, s2)
-        return self.L(h) * x + self.phi1(h, t) * f_s + self.phi1(h, t) / (2 * c2) * (f_2 - f_s) + n_t
+        return (_lin(x, self.L(h), f_s, self.phi1(h, t))
+                .add_(torch.sub(f_2, f_s).mul_(self.phi1(h, t) / (2 * c2))).add_(n_t))
 
     def step3(self, ctx: Context, x: Tensor, s: float, t: float, c2: float = 1 / 3, c3: float = 2 / 3) -> Tensor:
         h = math.log(s / t)
         s2, s3 = stage_sigmas(s, t, [c2, c3])
         n_2, n_3, n_t = self.noises(ctx, x, [s, s2, s3, t])
         f_s = self.F(ctx, x, s)
-        x_2 = self.L(c2 * h) * x + self.phi1(c2 * h, s2) * f_s + n_2
+        x_2 = _lin(x, self.L(c2 * h), f_s, self.phi1(c2 * h, s2)).add_(n_2)
         f_2 = self.F(ctx, x_2, s2)
-        x_3 = (self.L(c3 * h) * x + self.phi1(c3 * h, s3) * f_s
-               + self.phi2(c3 * h, s3) / (c2 * h) * (f_2 - f_s) + n_3)
+        x_3 = (_lin(x, self.L(c3 * h), f_s, self.phi1(c3 * h, s3))
+               .add_(torch.sub(f_2, f_s).mul_(self.phi2(c3 * h, s3) / (c2 * h))).add_(n_3))
         f_3 = self.F(ctx, x_3, s3)
-        return self.L(h) * x + self.phi1(h, t) * f_s + self.phi2(h, t) / (c3 * h) * (f_3 - f_s) + n_t
+        return (_lin(x, self.L(h), f_s, self.phi1(h, t))
+                .add_(torch.sub(f_3, f_s).mul_(self.phi2(h, t) / (c3 * h))).add_(n_t))
 
     def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
         raise NotImplementedError
