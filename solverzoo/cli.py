@@ -323,6 +323,7 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
 
 
 def print_table(results: dict) -> None:
+    """The FD table (rows solvers, columns NFE budgets) and, for image models, the spectral error."""
     from .bench.report import table_rows
 
     nfes, by_solver = table_rows(results)
@@ -330,23 +331,34 @@ def print_table(results: dict) -> None:
     floor_text = "n/a" if floor is None else f"{floor:.3f}"
     table = Table(title=f"{results['metric']} (lower is better; oracle floor {floor_text}). "
                         f"Cells: fd [counted NFE]")
-    table.add_column("solver")
-    for n in nfes:
-        table.add_column(f"NFE {n}", justify="right")
+    spectral = results.get("spectral_floor")
+    spec_table = Table(title=f"spectral_error (0 = the data's radial power spectrum; oracle floor "
+                             f"{spectral['spectral_error']:.3f}). Cells: error (hf_ratio)") if spectral else None
+    for t in filter(None, (table, spec_table)):
+        t.add_column("solver")
+        for n in nfes:
+            t.add_column(f"NFE {n}", justify="right")
     for solver, cells in by_solver.items():
-        row = [solver]
+        row, spec_row = [solver], [solver]
         for n in nfes:
             r = cells.get(n)
             if r is None:
                 row.append("")
+                spec_row.append("")
             elif r["status"] != "ok":
                 row.append(f"[red]{r['status']}")
-            elif r["repeats"] > 1:
-                row.append(f"{r['fd']:.2f} ± {r['fd_std']:.2f} [{r['nfe']}]")
+                spec_row.append(f"[red]{r['status']}")
             else:
-                row.append(f"{r['fd']:.2f} [{r['nfe']}]")
+                std = f" ± {r['fd_std']:.2f}" if r["repeats"] > 1 else ""
+                row.append(f"{r['fd']:.2f}{std} [{r['nfe']}]")
+                spec = r.get("spectral_error")
+                spec_row.append("" if spec is None else f"{spec:.3f} ({r['hf_ratio']:.2f})")
         table.add_row(*row)
+        if spec_table is not None:
+            spec_table.add_row(*spec_row)
     console.print(table)
+    if spec_table is not None:
+        console.print(spec_table)
 
 
 @main.command("report")
