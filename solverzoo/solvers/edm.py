@@ -18,6 +18,17 @@ __all__ = ["Euler", "Heun"]
 EDM = "Karras et al. 2022, Elucidating the Design Space of Diffusion-Based Generative Models (NeurIPS)"
 
 
+def churn(solver, ctx: Context, x: Tensor, sigma: float, steps: int) -> tuple[Tensor, float]:
+    """EDM's stochastic churn (Karras et al. 2022, Algorithm 2, lines 4-6): raise the noise level
+    to sigma_hat = (1 + gamma) sigma with gamma = min(s_churn / N, sqrt(2) - 1) inside
+    [s_tmin, s_tmax], adding sqrt(sigma_hat^2 - sigma^2) s_noise z.  Shared by heun and dpm2."""
+    gamma = min(solver.s_churn / steps, math.sqrt(2) - 1) if solver.s_churn > 0 else 0.0
+    if not gamma or not solver.s_tmin <= sigma <= solver.s_tmax:
+        return x, sigma
+    sigma_hat = sigma * (1 + gamma)
+    return x + math.sqrt(sigma_hat**2 - sigma**2) * solver.s_noise * ctx.randn_like(x), sigma_hat
+
+
 @register
 class Euler(Solver):
     """Euler on the probability-flow ODE (Karras et al. 2022, Eq. 4; Song et al. 2021, Eq. 13):
@@ -84,12 +95,8 @@ class Heun(Solver):
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma, steps = ctx.sigma, ctx.grid.steps
-        gamma_max = min(self.s_churn / steps, math.sqrt(2) - 1)
         for i in range(steps):
-            gamma = gamma_max if self.s_churn > 0 and self.s_tmin <= sigma[i] <= self.s_tmax else 0.0
-            sigma_hat = sigma[i] * (1 + gamma)
-            if gamma > 0:
-                x = x + math.sqrt(sigma_hat**2 - sigma[i] ** 2) * self.s_noise * ctx.randn_like(x)
+            x, sigma_hat = churn(self, ctx, x, sigma[i], steps)
             d = (x - ctx.denoise(x, sigma_hat)) / sigma_hat
             x_next = x + (sigma[i + 1] - sigma_hat) * d
             if sigma[i + 1] != 0:

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .base import Context, Solver, SolverInfo, register
+from .edm import churn
 
 __all__ = ["EulerAncestral", "DDIM", "DPM2", "DPMPPSDE", "ancestral_step", "SigmaBrownian"]
 
@@ -195,12 +196,8 @@ class DPM2(_TwoStage):
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma, steps = ctx.sigma, ctx.grid.steps
-        gamma_max = min(self.s_churn / steps, math.sqrt(2) - 1)
         for i in range(steps):
-            gamma = gamma_max if self.s_churn > 0 and self.s_tmin <= sigma[i] <= self.s_tmax else 0.0
-            s_hat = sigma[i] * (1 + gamma)
-            if gamma > 0:
-                x = x + math.sqrt(s_hat**2 - sigma[i] ** 2) * self.s_noise * ctx.randn_like(x)
+            x, s_hat = churn(self, ctx, x, sigma[i], steps)
             down, up = ancestral_step(sigma[i], sigma[i + 1], self.eta)
             d = (x - ctx.denoise(x, s_hat)) / s_hat
             if down == 0:

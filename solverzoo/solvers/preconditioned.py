@@ -117,8 +117,17 @@ def noise_filters(solver, spec, model: Model, device, dtype, grid):
     return load_filters(spec, model.shape, kind="filter").preconditioner()
 
 
+class _Filtered(PredictorCorrector):
+    """PC with data-derived filters (``filters``): checked against the model before any work."""
+
+    filters = None
+
+    def check_model(self, model: Model) -> None:
+        check_filters(self, self.filters if self.preconditioner is None else self.preconditioner, model)
+
+
 @register
-class PDS(PredictorCorrector):
+class PDS(_Filtered):
     """PDS (Ma et al. 2022, ECCV; Eq. 9-10): the PC sampler with M on the noise and
     M M^T on the score (``x_mean = (2 - a) x + G^2 M M^T score``, ``x = x_mean + G M z``;
     Langevin ``eps = 2 a (snr ||M z|| / ||M M^T score||)^2``).  Filters from data
@@ -140,9 +149,6 @@ class PDS(PredictorCorrector):
         self.filters, self.alpha = filters, float(alpha)
         super().__init__(**options)
 
-    def check_model(self, model: Model) -> None:
-        check_filters(self, self.filters if self.preconditioner is None else self.preconditioner, model)
-
     def prepare(self, model: Model, device, dtype, grid=None) -> None:
         from ..preconditioners import load_filters, pds_preconditioner, pds_statistics
 
@@ -163,7 +169,7 @@ class PDS(PredictorCorrector):
 
 
 @register
-class TDAS(PredictorCorrector):
+class TDAS(_Filtered):
     """TDAS (Ma et al., Target Distribution Aware Sampling; Sec. 4.3 Eq. 4-6, app. A.2):
     the PC sampler with the initial sample and every added noise filtered, ``M z``, and
     the score left alone.  Radial frequency filter: 1 inside ``radii[0]``, ``rates[j]``
@@ -192,9 +198,6 @@ class TDAS(PredictorCorrector):
             raise ValueError(f"pilot_samples must be an integer >= 2, got {pilot_samples}")
         self.quantiles, self.softness, self.pilot_samples = tuple(quantiles), float(softness), int(pilot_samples)
         super().__init__(**options)
-
-    def check_model(self, model: Model) -> None:
-        check_filters(self, self.filters if self.preconditioner is None else self.preconditioner, model)
 
     def prepare(self, model: Model, device, dtype, grid=None) -> None:
         from ..preconditioners import load_filters
