@@ -187,8 +187,13 @@ class _SigmaAdams(Multistep):
             if not weights[i]:
                 x = d
                 break
-            eps = (eps + [(x - d) / sigma[i]])[-self.order:]
-            x = x + sum(w * e for w, e in zip(weights[i], reversed(eps)))
+            eps = (eps + [torch.sub(x, d).div_(sigma[i])])[-self.order:]  # (x - d) / sigma_i
+            # x + sum_j w_j e_j, i.e. x + (((0 + w_0 e_0) + w_1 e_1) + ...), accumulated in place in one
+            # fresh tensor: the same operations in the same order (bit for bit), fewer allocations
+            acc = None
+            for w, e in zip(weights[i], reversed(eps)):
+                acc = torch.mul(e, w).add_(0) if acc is None else acc.add_(torch.mul(e, w))
+            x = acc.add_(x)
         return self.finish(ctx, x)
 
 
