@@ -193,6 +193,26 @@ def quadratic(process: Process, steps: int, final: str = "zero", t_min: float | 
     return _finish(process, process.sigma(t), final, "quadratic")
 
 
+def kl_optimal(process: Process, steps: int, final: str = "zero", sigma_min: float | None = None,
+               sigma_max: float | None = None) -> Grid:
+    """The KL-optimal schedule of Align Your Steps (Sabour, Fidler, Kreis 2024, "Align Your Steps:
+    Optimizing Sampling Schedules in Diffusion Models", ICML; arXiv:2404.14507, Sec. 3.1): for data
+    N(0, I) in the EDM frame the schedule minimising the KL upper bound of the discretisation is
+    uniform in arctan(sigma),
+
+        sigma_i = tan((1 - i/(n-1)) atan(sigma_max) + i/(n-1) atan(sigma_min)),   i = 0 .. n-1,
+
+    which is geometric well below sigma = 1 and well above it, and spaces the steps uniformly in
+    the angle atan(sigma) around the data scale (ComfyUI's ``kl_optimal`` scheduler)."""
+    lo, hi = _range(process, sigma_min, sigma_max)
+    angle = _spaced(_nodes(steps, final), math.atan(hi), math.atan(lo))
+    sigma = torch.tan(angle)
+    sigma[0] = hi  # exact endpoints (tan(atan(x)) can be off by an ulp)
+    if len(sigma) > 1:
+        sigma[-1] = lo
+    return _finish(process, sigma, final, "kl_optimal")
+
+
 def from_sigmas(process: Process, sigmas: Sequence[float], final: str | None = None) -> Grid:
     """An explicit list of sigmas.  A trailing 0 means final='zero'."""
     sigma = torch.tensor([float(v) for v in sigmas], dtype=torch.float64)
@@ -217,6 +237,7 @@ GRIDS: dict[str, Callable[..., Grid]] = {
     "polyexponential": polyexponential,
     "vp": vp,
     "quadratic": quadratic,
+    "kl_optimal": kl_optimal,
 }
 
 

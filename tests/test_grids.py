@@ -331,3 +331,43 @@ def test_fuzz_from_sigmas(sigmas, final):
         return
     check_valid(g, len(g.sigma) - 1, g.final)
     assert g.steps >= 1
+
+
+# ---------------------------------------------------------------------------------
+# kl_optimal (Align Your Steps, Sabour et al. 2024, Sec. 3.1)
+# ---------------------------------------------------------------------------------
+def ays_kl_optimal(n: int, sigma_min: float, sigma_max: float) -> list[float]:
+    """sigma_i = tan((1 - i/(n-1)) atan(sigma_max) + i/(n-1) atan(sigma_min)), python floats."""
+    if n == 1:
+        return [sigma_max]
+    return [math.tan((1 - i / (n - 1)) * math.atan(sigma_max) + i / (n - 1) * math.atan(sigma_min))
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 10, 37])
+@pytest.mark.parametrize("proc", ["ve", "vp", "edm"])
+def test_kl_optimal_matches_the_closed_form(steps, proc):
+    p = get_process(proc)
+    zero = make_grid("kl_optimal", p, steps, final="zero")
+    assert zero.steps == steps and zero.name == "kl_optimal"
+    assert zero.sigmas() == pytest.approx(ays_kl_optimal(steps, p.sigma_min, p.sigma_max) + [0.0], rel=1e-12, abs=0)
+    last = make_grid("kl_optimal", p, steps, final="sigma_min")
+    assert last.steps == steps
+    assert last.sigmas() == pytest.approx(ays_kl_optimal(steps + 1, p.sigma_min, p.sigma_max), rel=1e-12, abs=0)
+    # exact endpoints
+    assert zero.sigmas()[0] == p.sigma_max and last.sigmas()[0] == p.sigma_max and last.sigmas()[-1] == p.sigma_min
+    if steps > 1:
+        assert zero.sigmas()[-2] == p.sigma_min
+
+
+def test_kl_optimal_is_uniform_in_atan_sigma_and_respects_a_custom_range():
+    g = make_grid("kl_optimal", get_process("edm"), 8, final="sigma_min", sigma_min=0.05, sigma_max=20.0)
+    angles = torch.atan(g.sigma)
+    steps = angles[:-1] - angles[1:]
+    assert torch.allclose(steps, steps.mean().expand_as(steps), rtol=1e-12, atol=0)
+    assert g.sigmas()[0] == 20.0 and g.sigmas()[-1] == 0.05
+    # it is not the geometric nor the Karras grid: check one interior node against the formula by hand
+    a_hi, a_lo = math.atan(20.0), math.atan(0.05)
+    assert g.sigmas()[4] == pytest.approx(math.tan(0.5 * a_hi + 0.5 * a_lo), rel=1e-13)
+    with pytest.raises(ValueError, match="sigma_min"):
+        make_grid("kl_optimal", get_process("edm"), 8, sigma_min=0.0)
