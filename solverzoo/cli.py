@@ -545,11 +545,16 @@ def _set_threads(threads: int | None) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its training state.")
 @click.option("--export", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the final EMA model here with float16 weights (the shippable form).")
+@click.option("--labels", "conditional", is_flag=True,
+              help="Class-conditional on the data's labels (digits), with a learned null label for guidance.")
+@click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="With --labels: probability of training an example with the null label.")
 @usage_errors
 def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, batch_size, lr, seed, channels,
-                  channel_mult, dropout, ema_halflife_kimg, checkpoint_every, threads, resume, export):
+                  channel_mult, dropout, ema_halflife_kimg, checkpoint_every, threads, resume, export, conditional,
+                  label_dropout):
     """Train a small UNet denoiser (EDM or FDM preconditioning) on the CPU; sample it with --model OUT/model.pt."""
-    from .data import load_dataset
+    from .data import load_dataset, load_digits
     from .models.learned import load_checkpoint, save_checkpoint
     from .models.unet import count_parameters
     from .train import TrainConfig, train
@@ -559,8 +564,9 @@ def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, ba
     config = TrainConfig(data=data, precond=precond, fdm_multiplier=fdm_multiplier, warmup_ite=warmup_ite,
                          iterations=iterations, batch_size=batch_size, lr=lr, seed=seed,
                          checkpoint_every=checkpoint_every, ema_halflife_kimg=ema_halflife_kimg,
-                         unet={"channels": channels, "channel_mult": mult, "dropout": dropout})
-    images = load_dataset(data)
+                         unet={"channels": channels, "channel_mult": mult, "dropout": dropout},
+                         labels=conditional, label_dropout=label_dropout)
+    images, labels = load_digits(with_labels=True) if conditional else (load_dataset(data), None)
     if export is not None and export.exists() and not resume:
         _fail(f"--export {export} exists; remove it or choose another path")
     with _progress() as progress:
@@ -571,7 +577,7 @@ def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, ba
             state["loss"] = loss if state["loss"] is None else 0.98 * state["loss"] + 0.02 * loss
             progress.update(task, completed=k, description=f"train loss {state['loss']:.4f}")
 
-        result = train(config, out, resume=resume, on_step=on_step, data=images)
+        result = train(config, out, resume=resume, on_step=on_step, data=images, labels=labels)
     if export is not None:
         model = load_checkpoint(result.model_path)
         meta = dict(model.meta, command="solverzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))

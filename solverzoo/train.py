@@ -16,6 +16,12 @@ iteration (k = 0, 1, ...) while that clamp is below 500, and not clamped afterwa
 loss object multiplies its clamp by ``100^(1/warmup_ite)`` per call; here the clamp is computed from
 the iteration number, so a resumed run uses the same clamps).
 
+Class-conditional training (``labels=True``, digits only: the data's labels 0..9): the UNet gets a
+label embedding and a learned null label; each example's label is replaced by the null label with
+probability ``label_dropout`` (Ho & Salimans 2022, Algorithm 1, p_uncond), so one network is both
+the conditional denoiser D(x; sigma, c) and the unconditional one D(x; sigma) that classifier-free
+guidance combines.
+
 Randomness: iteration ``k`` draws its batch, sigmas, noise and dropout masks from generators
 seeded by (seed, k).  With the optimizer and EMA state in ``training-state.pt``, a run resumed
 from a checkpoint continues exactly as the uninterrupted run would.
@@ -41,9 +47,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import DIGITS, load_dataset
+from .data import DIGITS, load_dataset, load_digits
 from .models.learned import build_denoiser, save_checkpoint
-from .models.unet import PRECONDS, Precond, PrecondConfig, UNetConfig, count_parameters
+from .models.unet import NULL_LABEL, PRECONDS, Precond, PrecondConfig, UNetConfig, count_parameters
 
 __all__ = ["TrainConfig", "TrainResult", "train", "loss_sigma_weight", "warmup_clamp", "STATE_FILE", "MODEL_FILE"]
 
@@ -73,6 +79,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     unet: dict = field(default_factory=dict)  # UNetConfig overrides (resolution / channels come from the data)
+    labels: bool = False  # class-conditional on the data's labels (digits)
+    label_dropout: float = 0.1  # probability of the null label per example (with labels)
 
     def __post_init__(self):
         if self.precond not in PRECONDS:
@@ -86,6 +94,10 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.fdm_multiplier > 0:
             raise ValueError(f"fdm_multiplier must be > 0, got {self.fdm_multiplier}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        if self.labels and self.data != DIGITS:
+            raise ValueError(f"--labels needs labelled data; only 'digits' has labels, got --data {self.data!r}")
         if self.lr_rampup < 0 or self.ema_halflife_kimg < 0 or self.ema_rampup_ratio < 0:
             raise ValueError("lr_rampup, ema_halflife_kimg and ema_rampup_ratio must be >= 0")
 
@@ -138,11 +150,11 @@ def loss_sigma_weight(config: TrainConfig, denoiser: Precond, batch: int, gen: t
     return sigma, weight
 
 
-def _new_state(config: TrainConfig, data: Tensor) -> dict:
+def _new_state(config: TrainConfig, data: Tensor, num_classes: int = 0) -> dict:
     c, h, w = data.shape[1:]
     if h != w:
         raise ValueError(f"the UNet needs square images, got {h} x {w}")
-    ucfg = UNetConfig(**{"resolution": h, "in_channels": c, **config.unet})
+    ucfg = UNetConfig(**{"resolution": h, "in_channels": c, "num_classes": num_classes, **config.unet})
     pcfg = PrecondConfig(kind=config.precond, sigma_data=config.sigma_data, fdm_multiplier=config.fdm_multiplier)
     torch.manual_seed(_seed(config.seed, 1 << 30))
     net = build_denoiser(ucfg, pcfg)
@@ -169,21 +181,21 @@ def _save_state(out: Path, config: TrainConfig, state: dict) -> None:
     os.replace(tmp, out / STATE_FILE)
 
 
-def _load_state(out: Path, config: TrainConfig, data: Tensor) -> dict:
+def _load_state(out: Path, config: TrainConfig, data: Tensor, num_classes: int = 0) -> dict:
     path = out / STATE_FILE
     if not path.is_file():
         raise ValueError(f"--resume: {path} does not exist (nothing to resume); run without --resume")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload.get("format") != STATE_FORMAT:
         raise ValueError(f"--resume: {path} is not a solverzoo training state")
-    saved = payload["config"]
+    saved = {**TrainConfig().as_dict(), **payload["config"]}  # options added since default
     now = config.as_dict()
     diff = sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
     if diff:
         raise ValueError(f"--resume: {path} was made with different options ({', '.join(diff)}: "
                          f"{', '.join(f'{saved.get(k)!r} -> {now[k]!r}' for k in diff)}); use the same options "
                          f"(only {', '.join(RESUMABLE)} may change) or another --out")
-    state = _new_state(config, data)
+    state = _new_state(config, data, num_classes)
     state["net"].load_state_dict(payload["net"])
     state["ema"].load_state_dict(payload["ema"])
     state["opt"].load_state_dict(payload["opt"])
@@ -205,29 +217,40 @@ def _meta(config: TrainConfig, state: dict, loss: float | None) -> dict:
         "train_seconds": round(state["seconds"], 1),
         "loss": loss,
         "train_config": config.as_dict(),
+        "num_classes": state["net"].num_classes,
         "parameters": count_parameters(state["net"]),
     }
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False,
           on_step: Callable[[int, float], None] | None = None, data: Tensor | None = None,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, labels: Tensor | None = None) -> TrainResult:
     """Train (or resume) a denoiser; see the module docstring for the outputs in ``out``.
+
+    With ``config.labels``, ``labels`` are the int64 class labels of ``data`` (default: the
+    digits labels when ``data`` is not given).
 
     ``on_step(iteration, loss)`` is called after every iteration.  ``stop_after`` stops the run
     after that many iterations of this call (a checkpoint is written first), e.g. to test resume.
     """
     out = Path(out)
+    if config.labels and data is None:
+        data, labels = load_digits(with_labels=True)
     data = load_dataset(config.data) if data is None else data
     if data.ndim != 4:
         raise ValueError(f"training data must be a batch of images (N, C, H, W), got shape {tuple(data.shape)}")
+    num_classes = 0
+    if config.labels:
+        if labels is None or labels.shape != (len(data),) or labels.is_floating_point() or int(labels.min()) < 0:
+            raise ValueError("class-conditional training needs one int label >= 0 per image")
+        num_classes = int(labels.max()) + 1
     if resume:
-        state = _load_state(out, config, data)
+        state = _load_state(out, config, data, num_classes)
     else:
         if (out / STATE_FILE).exists() or (out / MODEL_FILE).exists():
             raise ValueError(f"{out} already holds a training run; pass --resume to continue it, or choose "
                              f"another --out")
-        state = _new_state(config, data)
+        state = _new_state(config, data, num_classes)
     out.mkdir(parents=True, exist_ok=True)
     (out / "snapshots").mkdir(exist_ok=True)
     with open(out / "config.json", "w") as fh:
@@ -247,10 +270,17 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
             k = state["iteration"]
             gen = torch.Generator().manual_seed(_seed(config.seed, k, 0))
             torch.manual_seed(_seed(config.seed, k, 1))  # dropout masks
-            y = data[torch.randint(n_data, (batch,), generator=gen)]
+            index = torch.randint(n_data, (batch,), generator=gen)
+            y = data[index]
             sigma, weight = loss_sigma_weight(config, net, batch, gen, k)
             noise = torch.randn(y.shape, generator=gen) * sigma
-            loss = (weight * (net(y + noise, sigma.flatten()) - y) ** 2).mean()
+            if num_classes:  # drawn after the unconditional draws: unconditional runs are unchanged
+                c = labels[index].clone()
+                c[torch.rand(batch, generator=gen) < config.label_dropout] = NULL_LABEL
+                denoised = net(y + noise, sigma.flatten(), c)
+            else:
+                denoised = net(y + noise, sigma.flatten())
+            loss = (weight * (denoised - y) ** 2).mean()
             for group in opt.param_groups:
                 group["lr"] = config.lr * min(1.0, (k + 1) / max(config.lr_rampup, 1))
             opt.zero_grad(set_to_none=True)

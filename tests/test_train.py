@@ -157,6 +157,79 @@ def test_cli_train_resume_and_export(tmp_path):
     assert result.exit_code == 2
 
 
+# ----------------------------------------------------------------------------- class-conditional training
+def test_conditional_unet_null_label_and_labels():
+    torch.manual_seed(0)
+    net = Precond(UNet(resolution=8, in_channels=1, num_classes=10, **TINY), PrecondConfig(kind="edm"))
+    for p in net.parameters():  # a non-trivial network (zero-initialised output layers otherwise)
+        torch.nn.init.normal_(p, std=0.3)
+    net.eval()
+    x, sigma = torch.randn(4, 1, 8, 8), torch.full((4,), 0.7)
+    null = net(x, sigma)  # no labels: every row null
+    assert torch.equal(net(x, sigma, torch.full((4,), -1)), null)
+    mixed = net(x, sigma, torch.tensor([3, -1, 5, -1]))
+    assert torch.equal(mixed[1], null[1]) and torch.equal(mixed[3], null[3])
+    assert (mixed[0] - null[0]).abs().max() > 1e-3 and (mixed[0] - net(x, sigma, torch.tensor([4, 4, 4, 4]))[0]).abs().max() > 1e-3
+    # a row's output depends on its own label only (labels follow the rows)
+    assert torch.allclose(net(x[:1], sigma[:1], torch.tensor([3]))[0], mixed[0], atol=1e-6)
+    plain = Precond(UNet(resolution=8, in_channels=1, **TINY), PrecondConfig(kind="edm"))
+    assert plain.num_classes == 0 and net.num_classes == 10
+    with pytest.raises(ValueError, match="unconditional UNet"):
+        plain(x, sigma, torch.zeros(4, dtype=torch.long))
+
+
+def test_label_dropout_training_and_resume(tmp_path, data, monkeypatch):
+    from solverzoo.models import unet as unet_module
+
+    images, labels = load_digits(with_labels=True)
+    seen = []
+    forward = unet_module.LabelEmbedding.forward
+
+    def spy(self, c, batch, device):
+        if torch.is_grad_enabled():
+            seen.append(c.clone())
+        return forward(self, c, batch, device)
+
+    monkeypatch.setattr(unet_module.LabelEmbedding, "forward", spy)
+    config = _config(labels=True, label_dropout=0.5)
+    straight = train(config, tmp_path / "a", data=images[:64], labels=labels[:64])
+    drawn = torch.cat(seen)
+    assert len(drawn) == 6 * 8 and set(drawn.tolist()) <= set(range(10)) | {-1}
+    assert 0.25 < float((drawn == -1).float().mean()) < 0.75  # label dropout at the asked rate
+    model = load_checkpoint(straight.model_path)
+    assert model.net.num_classes == 10 and model.meta["num_classes"] == 10
+    # a conditional run resumes exactly, like an unconditional one
+    train(config, tmp_path / "b", data=images[:64], labels=labels[:64], stop_after=4)
+    train(config, tmp_path / "b", data=images[:64], labels=labels[:64], resume=True)
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    assert "net.label_embed.table.weight" in a and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="different options"):
+        train(_config(labels=True, label_dropout=0.2), tmp_path / "b", data=images[:64], labels=labels[:64],
+              resume=True)
+    with pytest.raises(ValueError, match="one int label"):
+        train(config, tmp_path / "c", data=images[:64], labels=labels[:10])
+    with pytest.raises(ValueError, match="label_dropout"):
+        _config(labels=True, label_dropout=1.0)
+    with pytest.raises(ValueError, match="only 'digits' has labels"):
+        _config(labels=True, data="patches")
+
+
+def test_cli_train_labels(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cond"
+    args = ["train", "--out", str(out), "--iterations", "2", "--batch-size", "8", "--channels", "8",
+            "--channel-mult", "1,2", "--threads", "1", "--labels", "--label-dropout", "0.2"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    model = load_checkpoint(out / "model.pt")
+    assert model.net.num_classes == 10 and model.meta["train_config"]["label_dropout"] == 0.2
+    result = runner.invoke(main, args[:2] + [str(tmp_path / "x")] + args[3:-1] + ["1.5"])
+    assert result.exit_code == 2 and "label-dropout" in result.output
+    result = runner.invoke(main, ["train", "--out", str(tmp_path / "y"), "--data", "patches", "--labels"])
+    assert result.exit_code == 2 and "labels" in result.output
+
+
 # ----------------------------------------------------------------------------- the shipped model
 def test_shipped_digits_unet_loads_and_samples():
     model = get_model("digits-unet")

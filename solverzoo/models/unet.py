@@ -4,7 +4,12 @@ The network ``F(x, c_noise)`` is a small DDPM-style UNet (residual blocks with a
 embedding, one attention layer at the lowest resolution, skip connections between the
 two halves).  :class:`Precond` wraps it into a denoiser in unscaled units,
 
-    D(x_hat; sigma) = c_skip(sigma) x_hat + c_out(sigma) F(c_in(sigma) x_hat, c_noise(sigma)),
+    D(x_hat; sigma[, c]) = c_skip(sigma) x_hat + c_out(sigma) F(c_in(sigma) x_hat, c_noise(sigma)[, c]),
+
+With ``num_classes = K > 0`` the network is class-conditional: a learned embedding of the label
+``c`` in 0..K-1 is added to the noise embedding (as EDM's ``class_emb`` / DDPM++ conditioning), and
+one more learned row, the null label (``c = -1`` or no labels), is the unconditional model that
+classifier-free guidance needs (Ho & Salimans 2022, Sec. 3.2: trained by label dropout).
 
 with the coefficients of Karras et al. 2022 (EDM, Table 1) for the ``edm``, ``vp`` and
 ``ve`` parameterisations, and the FDM variants of Wu et al. 2023 (sail-sg/FDM,
@@ -28,7 +33,7 @@ from torch import Tensor, nn
 
 from ..processes import Process, get_process
 
-__all__ = ["UNetConfig", "UNet", "Precond", "PRECONDS", "PRECOND_PROCESS", "count_parameters"]
+__all__ = ["UNetConfig", "UNet", "NULL_LABEL", "Precond", "PRECONDS", "PRECOND_PROCESS", "count_parameters"]
 
 
 @dataclass
@@ -44,6 +49,7 @@ class UNetConfig:
     emb_channels: int = 128
     noise_channels: int = 32  # sinusoidal features of c_noise
     dropout: float = 0.1
+    num_classes: int = 0  # > 0: class-conditional (labels 0..K-1, and -1 = the learned null label)
 
     def __post_init__(self):
         self.channel_mult = tuple(int(c) for c in self.channel_mult)
@@ -53,6 +59,9 @@ class UNetConfig:
             raise ValueError(f"resolution {self.resolution} cannot be halved {levels - 1} times")
         if self.channels % 8 != 0:
             raise ValueError(f"channels must be a multiple of 8 (group norm), got {self.channels}")
+        self.num_classes = int(self.num_classes)
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0: unconditional), got {self.num_classes}")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -76,6 +85,28 @@ class NoiseEmbedding(nn.Module):
     def forward(self, c_noise: Tensor) -> Tensor:
         arg = c_noise.reshape(-1, 1) * self.freqs.to(c_noise.dtype)
         return self.mlp(torch.cat([arg.sin(), arg.cos()], dim=1))
+
+
+#: the label of an unconditional row (the null label of a class-conditional network)
+NULL_LABEL = -1
+
+
+class LabelEmbedding(nn.Module):
+    """One learned vector per class and one for the null label (row K), added to the noise embedding."""
+
+    def __init__(self, num_classes: int, emb_channels: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.table = nn.Embedding(num_classes + 1, emb_channels)
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def forward(self, labels: Tensor | None, batch: int, device: torch.device) -> Tensor:
+        if labels is None:
+            labels = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
+        else:
+            labels = labels.to(device=device, dtype=torch.long).reshape(-1)
+            labels = torch.where(labels < 0, torch.full_like(labels, self.num_classes), labels)
+        return self.table(labels)
 
 
 class ResBlock(nn.Module):
@@ -118,7 +149,8 @@ class Attention(nn.Module):
 
 
 class UNet(nn.Module):
-    """F(x, c_noise): the raw network (no preconditioning)."""
+    """F(x, c_noise[, class_labels]): the raw network (no preconditioning).  ``class_labels``
+    (B,) int64 in 0..K-1, or -1 for the null label; None: every row null (K > 0) or ignored (K = 0)."""
 
     def __init__(self, config: UNetConfig | None = None, **overrides):
         super().__init__()
@@ -129,6 +161,7 @@ class UNet(nn.Module):
         self.config = config
         c = config
         self.embed = NoiseEmbedding(c.noise_channels, c.emb_channels)
+        self.label_embed = LabelEmbedding(c.num_classes, c.emb_channels) if c.num_classes > 0 else None
         self.conv_in = nn.Conv2d(c.in_channels, c.channels, 3, padding=1)
         widths = [c.channels * m for m in c.channel_mult]
         self.down = nn.ModuleList()
@@ -161,8 +194,12 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c_noise: Tensor, class_labels: Tensor | None = None) -> Tensor:
         emb = self.embed(c_noise)
+        if self.label_embed is not None:
+            emb = emb + self.label_embed(class_labels, x.shape[0], x.device)
+        elif class_labels is not None:
+            raise ValueError("class labels given to an unconditional UNet (num_classes = 0)")
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:
@@ -279,12 +316,16 @@ class Precond(nn.Module):
             c_in = self.fdm_scale(sigma)
         return c_skip, c_out, c_in, c_noise
 
-    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+    @property
+    def num_classes(self) -> int:
+        return self.net.config.num_classes
+
+    def forward(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
         dtype = x.dtype
         x = x.to(torch.float32)
         sigma = sigma.to(torch.float32).reshape(-1, 1, 1, 1)
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
-        F_x = self.net(c_in * x, c_noise.flatten())
+        F_x = self.net(c_in * x, c_noise.flatten(), class_labels)
         return (c_skip * x + c_out * F_x).to(dtype)
 
 
