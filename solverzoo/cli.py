@@ -164,8 +164,11 @@ def _check_out(out: Path, files: list[str], overwrite: bool) -> None:
 @click.option("--option", "-o", multiple=True, help="Solver option key=value, e.g. -o s_churn=40.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--overwrite", is_flag=True, help="Replace samples.npz / grid.png already in --out.")
+@click.option("--noise", type=click.Choice(["cpu", "philox"]), default="cpu", show_default=True,
+              help="Per-sample noise: CPU generators (reproduces earlier results) or Philox on the device.")
 @usage_errors
-def sample_command(model, model_option, solver, nfe, num_samples, seed, batch_size, device, option, out, overwrite):
+def sample_command(model, model_option, solver, nfe, num_samples, seed, batch_size, device, option, out, overwrite,
+                   noise):
     """Sample with one solver: OUT/samples.npz and OUT/grid.png (image models)."""
     import numpy as np
 
@@ -178,7 +181,7 @@ def sample_command(model, model_option, solver, nfe, num_samples, seed, batch_si
     with _progress() as progress:
         task = progress.add_task(f"{solver} @ {nfe} NFE", total=num_samples)
         result = sample(net, solver, nfe=nfe, num_samples=num_samples, seed=seed, batch_size=batch_size,
-                        device=device, on_batch=lambda k: progress.advance(task, k), **options)
+                        device=device, on_batch=lambda k: progress.advance(task, k), noise=noise, **options)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"model": net.describe(), **result.describe(), "seed": seed, "num_samples": num_samples}
     np.savez(out / "samples.npz", samples=result.samples.numpy(), meta=json.dumps(meta))
@@ -234,9 +237,11 @@ def _save_grid(samples, path: Path, max_images: int = 64) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"), show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out (same options) and run the rest.")
+@click.option("--noise", type=click.Choice(["cpu", "philox"]), default="cpu", show_default=True,
+              help="Per-sample noise: CPU generators (reproduces earlier results) or Philox on the device.")
 @usage_errors
 def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_size, device, feature, option,
-                  repeats, reference, inception, out, overwrite, resume):
+                  repeats, reference, inception, out, overwrite, resume, noise):
     """NFE-versus-FD sweep: a table, OUT/results.json, OUT/results.csv and OUT/nfe_vs_fd.png."""
     from .bench.report import write_outputs
     from .bench.runner import BenchConfig, default_solvers, run_bench
@@ -289,7 +294,7 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
     config = BenchConfig(model=model, model_options=_model_options(model_option), solvers=names,
                          solver_options=solver_options, nfe=nfes, num_samples=num_samples, seed=seed,
                          batch_size=batch_size, device=device, feature=feature, repeats=repeats,
-                         reference=reference, inception=inception)
+                         reference=reference, inception=inception, noise=noise)
     command = "solverzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with _progress(disable=rank != 0) as progress:
         task = progress.add_task("bench", total=len(names) * len(nfes) * num_samples * repeats)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .grids import Grid
 from .models.base import CountingDenoiser, Model
-from .noise import INIT, PATH, NoiseSource
+from .noise import INIT, NOISE_KINDS, PATH, make_noise_source
 from .solvers.base import Context, Solver, get_solver
 
 __all__ = ["SampleResult", "sample", "resolve_device", "batches"]
@@ -29,6 +29,7 @@ class SampleResult:
     grid: Grid
     seconds: float
     options: dict = field(default_factory=dict)
+    noise: str = "cpu"  # the noise source (solverzoo.noise.NOISE_KINDS)
 
     def describe(self) -> dict:
         return {
@@ -40,6 +41,7 @@ class SampleResult:
             "final": self.grid.final,
             "options": self.options,
             "seconds": self.seconds,
+            "noise": self.noise,
         }
 
 
@@ -72,6 +74,7 @@ def sample(
     dtype: torch.dtype = torch.float32,
     start_index: int = 0,
     on_batch: Callable[[int], None] | None = None,
+    noise: str = "cpu",
     **solver_options,
 ) -> SampleResult:
     """Sample ``num_samples`` images with ``solver`` under an NFE budget (or a step count).
@@ -80,8 +83,12 @@ def sample(
     noise and its noise path from generators seeded by ``(seed, i)``: it is the same
     whatever ``batch_size``, device batching or order of runs, and the initial noise is
     shared by every solver.  The returned ``nfe`` is the counted number of model calls
-    per trajectory; ``nfe_requested`` is the budget that was asked for.
+    per trajectory; ``nfe_requested`` is the budget that was asked for.  ``noise``: ``"cpu"``
+    (one CPU generator per sample, the default, which reproduces earlier results) or
+    ``"philox"`` (counter-based, computed on ``device`` for the whole batch; see solverzoo.noise).
     """
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"unknown noise source {noise!r}; choose one of {', '.join(NOISE_KINDS)}")
     solver = get_solver(solver, **solver_options)
     if nfe is None and steps is None and solver.fixed_steps is not None:
         steps = solver.fixed_steps
@@ -103,9 +110,9 @@ def sample(
     start = time.perf_counter()
     for indices in batches(start_index, num_samples, batch_size):
         denoiser = CountingDenoiser(model)
-        path = NoiseSource(seed, indices, PATH, device, dtype) if solver.stochastic else None
+        path = make_noise_source(noise, seed, indices, PATH, device, dtype) if solver.stochastic else None
         ctx = Context(denoiser, grid, path, solver.preconditioner, drift="drift" in solver.info.preconditioning)
-        z = NoiseSource(seed, indices, INIT, device, dtype).randn(model.shape)
+        z = make_noise_source(noise, seed, indices, INIT, device, dtype).randn(model.shape)
         with torch.no_grad():
             x = solver.run(ctx, solver.prior(ctx, z))
         outputs.append(x.detach().to("cpu"))
@@ -124,4 +131,5 @@ def sample(
         grid=grid,
         seconds=seconds,
         options=solver.options(),
+        noise=noise,
     )

@@ -52,6 +52,7 @@ class BenchConfig:
     # learned models (no exact moments): reference data / fid-ref .npz, Inception weights file
     reference: str | None = None
     inception: str | None = None
+    noise: str = "cpu"  # per-sample noise source: "cpu" generators or device-side "philox" (solverzoo.noise)
 
 
 @dataclass
@@ -160,6 +161,8 @@ def run_bench(
     for key in ("reference", "inception"):  # learned-model options: left out of analytic runs' configs
         if config_dict.get(key) is None:
             config_dict.pop(key)
+    if config_dict.get("noise") == "cpu":  # the default: left out, so earlier results.json resume as before
+        config_dict.pop("noise")
     results = {
         "solverzoo": __version__,
         "command": command,
@@ -168,6 +171,7 @@ def run_bench(
                     "device": str(device)},
         "config": json.loads(json.dumps(config_dict)),
         "model": model.describe(),
+        "noise": config.noise,
         "metric": metric,
         "metric_note": metric_note,
         "oracle_floor": sum(known_floors) / len(known_floors) if known_floors else None,
@@ -294,7 +298,7 @@ def _sample_sharded(model, name, nfe, n, start, config, device, progress, option
     batch_size = int(config.batch_size or n)
     if world == 1:
         return sample(model, name, nfe=nfe, num_samples=n, seed=config.seed, start_index=start,
-                      batch_size=batch_size, device=device, on_batch=progress, **options)
+                      batch_size=batch_size, device=device, on_batch=progress, noise=config.noise, **options)
     import torch.distributed as dist
 
     from ..sampling import SampleResult
@@ -304,7 +308,7 @@ def _sample_sharded(model, name, nfe, n, start, config, device, progress, option
     if count > 0:
         try:
             res = sample(model, name, nfe=nfe, num_samples=count, seed=config.seed, start_index=start + offset,
-                         batch_size=batch_size, device=device, on_batch=progress, **options)
+                         batch_size=batch_size, device=device, on_batch=progress, noise=config.noise, **options)
             outcome = ("ok", res.samples, res.nfe, res.seconds, res.solver, res.steps, res.grid, res.options)
         except Exception as err:  # reported on every rank below
             outcome = ("error", type(err).__name__, str(err), isinstance(err, ValueError))
