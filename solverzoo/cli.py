@@ -58,9 +58,14 @@ def _parse_value(text: str):
         return text
 
 
-def _solver_options(options: tuple[str, ...], solvers: list[str]) -> dict[str, dict]:
-    """``-o solver.key=value`` (or ``key=value`` for every solver) -> {solver: {key: value}}."""
+def _solver_options(options: tuple[str, ...], solvers: list[str], nfes: list[int] | None = None) -> dict[str, dict]:
+    """``-o solver.key=value`` (or ``key=value`` for every solver) -> {solver: {key: value}}.
+    ``grid=@FILE`` reads the sigmas of a grid file (``solverzoo tune-grid``); with ``nfes`` the
+    file's step count must be the one the solver takes at every budget."""
+    from .tune import check_grid_fits, load_grid_file
+
     out: dict[str, dict] = {}
+    grid_files: dict[str, str] = {}
     for item in options:
         if "=" not in item:
             _fail(f"option {item!r} is not of the form [solver.]key=value")
@@ -69,8 +74,28 @@ def _solver_options(options: tuple[str, ...], solvers: list[str]) -> dict[str, d
         targets = [target] if target else solvers
         if target and target not in solvers:
             _fail(f"option {item!r} names solver {target!r}, which is not in this run ({', '.join(solvers)})")
+        parsed = _parse_value(value)
+        if name == "grid" and isinstance(parsed, str) and parsed.startswith("@"):
+            try:
+                parsed = load_grid_file(parsed[1:])[0]
+            except ValueError as err:
+                _fail(f"option {item!r}: {err}")
         for t in targets:
-            out.setdefault(t, {})[name] = _parse_value(value)
+            out.setdefault(t, {})[name] = parsed
+            if name == "grid":
+                grid_files.pop(t, None)
+                if value.startswith("@"):
+                    grid_files[t] = value[1:]
+    if nfes:
+        from .solvers import get_solver
+
+        for t, path in grid_files.items():
+            built = get_solver(t, **out[t])
+            for n in nfes:
+                try:
+                    check_grid_fits(built, out[t]["grid"], n, source=f"grid file {path!r}")
+                except ValueError as err:
+                    _fail(f"-o {t}.grid=@{path}: {err}")
     return out
 
 
@@ -175,7 +200,7 @@ def sample_command(model, model_option, solver, nfe, num_samples, seed, batch_si
     from .models import get_model
     from .sampling import sample
 
-    options = _solver_options(option, [solver]).get(solver, {})
+    options = _solver_options(option, [solver], [nfe]).get(solver, {})
     _check_out(out, ["samples.npz", "grid.png"], overwrite)
     net = get_model(model, **_model_options(model_option))
     with _progress() as progress:
@@ -273,7 +298,7 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
     else:
         feature = feature or getattr(net, "default_feature", None) or "pixels"
     names = solver_names or default_solvers(net)
-    solver_options = _solver_options(option, names)
+    solver_options = _solver_options(option, names, nfes)
     for name in names:  # validate every solver, option and budget before any work
         built = get_solver(name, **solver_options.get(name, {}))
         built.check_model(net)
@@ -644,6 +669,59 @@ def fid_ref_command(data, out, feature, inception, num, device, overwrite):
 
     info = save_reference(out, torch.cat(feats), feature, source=data)
     console.print(f"{info['metric']} statistics of {info['count']} images ({info['dim']} features) -> {out}")
+
+# ----------------------------------------------------------------------------- schedules
+@main.command("tune-grid")
+@click.option("--model", default="gmm-image", show_default=True)
+@click.option("--model-option", "-m", multiple=True, help="key=value passed to the model, e.g. resolution=16.")
+@click.option("--solver", required=True, help="A deterministic (ODE) solver (solverzoo list).")
+@click.option("--nfe", type=int, required=True, help="The NFE budget the grid is tuned for.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Grid file (.json).")
+@click.option("--option", "-o", multiple=True, help="Solver option key=value (the start grid too, e.g. grid_options).")
+@click.option("--num-samples", type=click.IntRange(1), default=64, show_default=True,
+              help="Initial noises the pathwise error is averaged over (a fixed set).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--reference-steps", type=click.IntRange(4), default=200, show_default=True,
+              help="Steps of the reference EDM Heun solve (Karras rho = 7 grid).")
+@click.option("--method", type=click.Choice(["nelder-mead", "powell"]), default="nelder-mead", show_default=True)
+@click.option("--max-evals", type=click.IntRange(1), default=300, show_default=True,
+              help="Solver runs in all (the Karras starts included).")
+@click.option("--fixed-end", is_flag=True, help="Keep the last positive sigma at the model's sigma_min.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@usage_errors
+def tune_grid_command(model, model_option, solver, nfe, out, option, num_samples, seed, reference_steps, method,
+                      max_evals, fixed_end, overwrite):
+    """Tune the step schedule of SOLVER at NFE on MODEL: minimise the pathwise error (RMS distance to a
+    reference ODE solve from the same noise) over the grid; write the sigmas to OUT, for -o SOLVER.grid=@OUT."""
+    from .models import get_model
+    from .solvers import get_solver
+    from .tune import save_grid_file, tune_grid
+
+    options = _solver_options(option, [solver]).get(solver, {})
+    built = get_solver(solver, **options)
+    if built.stochastic:
+        _fail(f"--solver {solver}: tune-grid needs a deterministic (ODE) solver; {solver!r} is stochastic")
+    built.steps_for_nfe(nfe)
+    if out.exists() and not overwrite:
+        _fail(f"{out} exists; pass --overwrite or choose another --out")
+    if not out.parent.is_dir():
+        _fail(f"--out {out}: the folder {out.parent} does not exist")
+    net = get_model(model, **_model_options(model_option))
+    built.check_model(net)
+    with _progress() as progress:
+        task = progress.add_task(f"tune {solver} @ {nfe} NFE", total=max_evals)
+
+        def on_eval(k: int, best: float) -> None:
+            progress.update(task, completed=min(k, max_evals), description=f"tune {solver} @ {nfe} NFE: {best:.5f}")
+
+        result = tune_grid(net, built, nfe, num_samples=num_samples, seed=seed, reference_steps=reference_steps,
+                           method=method, max_evals=max_evals, free_end=not fixed_end, on_eval=on_eval)
+    command = "solverzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    save_grid_file(out, result, model=net.describe(), solver=solver, solver_options=options, nfe=nfe, command=command)
+    console.print(f"{solver} @ {nfe} NFE: pathwise error {result.objective_before:.5f} ({result.start}) -> "
+                  f"{result.objective_after:.5f} in {result.evaluations} runs, {result.seconds:.0f} s "
+                  f"(reference error {result.reference_error:.1e}) -> {out} (use: -o {solver}.grid=@{out})")
+
 
 if __name__ == "__main__":
     main()
