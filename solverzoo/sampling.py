@@ -1,4 +1,9 @@
-"""``solverzoo.sample``: run one solver on one model with counted NFE and per-sample seeds."""
+"""``solverzoo.sample``: run one solver on one model with counted NFE and per-sample seeds.
+
+The run's filters (PDS, TDAS, ``preconditioner="tdas"``) are built here, once per run, from the
+solver's :meth:`~solverzoo.solvers.base.Solver.filter_spec`: the solver is handed finished
+operators through its :class:`~solverzoo.solvers.base.Context` and keeps no state between runs.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,12 @@ from torch import Tensor
 
 from .grids import Grid
 from .models.base import CountingDenoiser, Model
+from .models.guidance import condition
 from .noise import INIT, NOISE_KINDS, PATH, make_noise_source
+from .preconditioners.build import FILTER_SEED
 from .solvers.base import Context, Solver, get_solver
 
-__all__ = ["SampleResult", "sample", "resolve_device", "batches"]
+__all__ = ["SampleResult", "sample", "build_filters", "resolve_device", "batches"]
 
 
 @dataclass
@@ -29,7 +36,10 @@ class SampleResult:
     grid: Grid
     seconds: float
     options: dict = field(default_factory=dict)
+    conditioning: dict | None = None  # labels and guidance weight (solverzoo.models.guidance), if any
     noise: str = "cpu"  # the noise source (solverzoo.noise.NOISE_KINDS)
+    filters: object | None = None  # the operator the run used (PDS, TDAS), if any
+    filters_estimate: dict | None = None  # TDAS appendix A.2: the radial filter estimated from a pilot run
 
     def describe(self) -> dict:
         return {
@@ -41,6 +51,7 @@ class SampleResult:
             "final": self.grid.final,
             "options": self.options,
             "seconds": self.seconds,
+            **({"conditioning": self.conditioning} if self.conditioning else {}),
             "noise": self.noise,
         }
 
@@ -61,6 +72,20 @@ def batches(start: int, count: int, batch_size: int):
         yield range(lo, min(lo + batch_size, start + count))
 
 
+def build_filters(solver: Solver, model: Model, grid: Grid, device: torch.device, dtype: torch.dtype):
+    """(operator, estimate) of the filters ``solver`` asks for on this run's ``grid`` (None, None
+    without any).  TDAS's estimated radial filter comes from a pilot run of the solver without
+    filters at the same grid (``spec.pilot_samples`` samples, their own seed)."""
+    spec = solver.filter_spec()
+    if spec is None:
+        return None, None
+    pilot = None
+    if spec.needs_pilot:
+        pilot = sample(model, spec.pilot, steps=grid.steps, num_samples=spec.pilot_samples, seed=FILTER_SEED,
+                       batch_size=min(spec.pilot_samples, 100), device=device, dtype=dtype).samples
+    return spec.build(model, device, dtype, pilot)
+
+
 def sample(
     model: Model,
     solver: str | Solver,
@@ -74,10 +99,16 @@ def sample(
     dtype: torch.dtype = torch.float32,
     start_index: int = 0,
     on_batch: Callable[[int], None] | None = None,
+    guidance: float | None = None,
+    labels=None,
     noise: str = "cpu",
     **solver_options,
 ) -> SampleResult:
     """Sample ``num_samples`` images with ``solver`` under an NFE budget (or a step count).
+
+    ``guidance=w`` (and/or ``labels``: ``"0,1,2"`` cycled, ``"all"``, ``"random"``) samples a
+    class-conditional model with classifier-free guidance ``D_u + w (D_c - D_u)``
+    (solverzoo.models.guidance): labels follow the sample index; one guided call is one NFE.
 
     Sample ``i`` (``start_index <= i < start_index + num_samples``) draws its initial
     noise and its noise path from generators seeded by ``(seed, i)``: it is the same
@@ -99,9 +130,10 @@ def sample(
     steps = solver.steps_for_nfe(nfe) if steps is None else int(steps)
     device = resolve_device(device)
     model = model.to(device, dtype)
+    guided, conditioning = condition(model, guidance, labels, seed)
     solver.check_model(model)
     grid = solver.make_grid(model.process, steps)
-    solver.prepare(model, device, dtype, grid)
+    filters, estimate = build_filters(solver, model, grid, device, dtype)
     batch_size = num_samples if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -109,9 +141,9 @@ def sample(
     outputs, counted = [], set()
     start = time.perf_counter()
     for indices in batches(start_index, num_samples, batch_size):
-        denoiser = CountingDenoiser(model)
+        denoiser = CountingDenoiser(guided, None if conditioning is None else conditioning.labels_for(indices))
         path = make_noise_source(noise, seed, indices, PATH, device, dtype) if solver.stochastic else None
-        ctx = Context(denoiser, grid, path, solver.preconditioner, drift="drift" in solver.info.preconditioning)
+        ctx = Context(denoiser, grid, path, filters, drift="drift" in solver.info.preconditioning)
         z = make_noise_source(noise, seed, indices, INIT, device, dtype).randn(model.shape)
         with torch.no_grad():
             x = solver.run(ctx, solver.prior(ctx, z))
@@ -130,6 +162,9 @@ def sample(
         steps=grid.steps,
         grid=grid,
         seconds=seconds,
-        options=solver.options(),
+        conditioning=None if conditioning is None else conditioning.describe(),
+        options=solver.options() if filters is None else {**solver.options(), "filters_used": filters.describe()},
         noise=noise,
+        filters=filters,
+        filters_estimate=estimate,
     )

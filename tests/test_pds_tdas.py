@@ -96,12 +96,11 @@ def test_operator_placement_matches_hand_written_loop(name, precondition_score):
 def test_pds_default_filters_come_from_data_statistics():
     model = small_model()
     solver = solverzoo.get_solver("pds")
-    solverzoo.sample(model, solver, nfe=4, num_samples=2)
-    assert isinstance(solver.preconditioner, Composed)
-    only_freq = solverzoo.get_solver("pds", filters="freq")
-    solverzoo.sample(model, only_freq, nfe=4, num_samples=2)
-    assert isinstance(only_freq.preconditioner, FrequencyFilter)
-    f = only_freq.preconditioner.values
+    assert isinstance(solverzoo.sample(model, solver, nfe=4, num_samples=2).filters, Composed)
+    assert solver.preconditioner is None  # the run's filters are not stored on the solver
+    only_freq = solverzoo.sample(model, "pds", nfe=4, num_samples=2, filters="freq").filters
+    assert isinstance(only_freq, FrequencyFilter)
+    f = only_freq.values
     # alpha / (m_hat + alpha - 1): 1 at the statistic's maximum (DC), at most alpha/(alpha-1)
     assert float(f.min()) == pytest.approx(1.0, abs=1e-6)
     assert float(f.max()) <= 5 / 4 + 1e-6
@@ -110,10 +109,27 @@ def test_pds_default_filters_come_from_data_statistics():
 def test_tdas_estimates_filters_from_a_pilot_run():
     model = small_model()
     solver = solverzoo.get_solver("tdas", filters="freq")
-    solverzoo.sample(model, solver, nfe=6, num_samples=2)
-    est = solver.estimate
+    est = solverzoo.sample(model, solver, nfe=6, num_samples=2).filters_estimate
     assert len(est["radii"]) == 2 and all(0 < r for r in est["radii"])
     assert all(0 < r <= 1 for r in est["rates"])
+
+
+def test_a_reused_tdas_solver_estimates_again_for_a_new_grid():
+    """prepare-free runs: the filters estimated for one grid do not follow the solver to the next run."""
+    model = small_model()
+    solver = solverzoo.get_solver("seeds2", preconditioner="tdas", grid_options={"rho": 7.0})
+    first = solverzoo.sample(model, solver, nfe=4, num_samples=2, seed=3)
+    again = solverzoo.sample(model, solver, nfe=8, num_samples=2, seed=3)
+    fresh = solverzoo.sample(model, "seeds2", nfe=8, num_samples=2, seed=3, preconditioner="tdas",
+                             grid_options={"rho": 7.0})
+    assert first.filters_estimate != again.filters_estimate  # a pilot run at each grid
+    assert again.filters_estimate == fresh.filters_estimate
+    assert torch.equal(again.samples, fresh.samples)
+    assert solver.preconditioner == "tdas" and solver.options() == get_solver_options("seeds2")
+
+
+def get_solver_options(name):
+    return solverzoo.get_solver(name, preconditioner="tdas", grid_options={"rho": 7.0}).options()
 
 
 def test_speed_up_scales_steps_and_end_time():
@@ -190,8 +206,8 @@ def test_tdas_filters_compose_with_any_stochastic_solver():
     solver = solverzoo.get_solver("seeds2", preconditioner="tdas")
     filtered = solverzoo.sample(model, solver, nfe=8, num_samples=4, seed=2)
     assert filtered.nfe == plain.nfe == 8
-    assert len(solver.estimate["radii"]) == 2
-    assert isinstance(solver.preconditioner, Composed)
+    assert len(filtered.filters_estimate["radii"]) == 2
+    assert isinstance(filtered.filters, Composed)
     assert not torch.equal(filtered.samples, plain.samples)
     with pytest.raises(ValueError, match="cannot use a preconditioner"):
         solverzoo.get_solver("dpmpp_2m", preconditioner="tdas")

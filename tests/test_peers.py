@@ -12,8 +12,7 @@ import torch
 import solverzoo
 from solverzoo.models.gaussian import GaussianModel
 from solverzoo.noise import INIT, NoiseSource
-from solverzoo.solvers.k_diffusion_family import SigmaBrownian, ancestral_step
-from solverzoo.solvers.multistep import lagrange_weights, phi
+from solverzoo.solvers.blocks import SigmaBrownian, ancestral_step, lagrange_weights, phi
 
 GAUSS = GaussianModel(shape=(8,), mean=torch.linspace(-1, 1, 8), var=torch.linspace(0.1, 4, 8))
 SMAX, SMIN = 80.0, 0.05
@@ -293,7 +292,8 @@ def test_ode_solvers_refuse_preconditioners_and_sde_ones_accept_noise_filters():
 
 # --- momentum (Wizadwongsa et al. 2023) ----------------------------------------------------------
 
-from solverzoo.solvers.momentum import ab_weights, adams_gammas, ghvb_weights  # noqa: E402
+from solverzoo.solvers.blocks import ab_weights, adams_gammas  # noqa: E402
+from solverzoo.solvers.momentum import ghvb_weights  # noqa: E402
 
 
 def test_adams_bashforth_coefficients():

@@ -176,7 +176,7 @@ def test_initial_noise_is_the_init_stream(name):
     # a solver-independent function of the index: the same rows from one 7-sample draw
     assert torch.equal(z, NoiseSource(21, range(7), INIT).randn(model.shape))
     # under EDM (s = 1) every unpreconditioned solver starts at x_T = sigma_0 z
-    if model.process.name == "edm" and solver.preconditioner is None:
+    if model.process.name == "edm" and solver.filter_spec() is None:
         for z_b, x_b, sigma0, _ in seen:
             torch.testing.assert_close(x_b, sigma0 * z_b, rtol=1e-6, atol=0)
 
@@ -235,8 +235,8 @@ def test_batches_cover_the_range():
 # ---------------------------------------------------------------------------------
 def count_run_calls(solver, model):
     """Model calls of each batch's trajectory, counted by the model itself from the moment
-    sample() hands the batch its initial noise (set-up work in prepare(), such as the TDAS
-    pilot run that estimates its filter, is a per-run cost and not part of the NFE)."""
+    sample() hands the batch its initial noise (set-up work such as the TDAS pilot run that
+    estimates its filter, in build_filters, is a per-run cost and not part of the NFE)."""
     marks = []
     inner = solver.prior
 

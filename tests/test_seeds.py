@@ -18,7 +18,8 @@ from solverzoo.preconditioners import Identity
 from solverzoo.processes import get_process
 from solverzoo.solvers import get_solver, solver_info
 from solverzoo.solvers.base import Context
-from solverzoo.solvers.seeds import SEEDS1, SEEDS2, SEEDS3, noise_chain, stage_sigmas
+from solverzoo.solvers.blocks import noise_chain, stage_sigmas
+from solverzoo.solvers.seeds import SEEDS1, SEEDS2, SEEDS3
 
 D64 = torch.float64
 SEEDS = ("seeds1", "seeds2", "seeds3")

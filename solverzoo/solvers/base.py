@@ -1,6 +1,8 @@
-"""The machinery every solver shares: metadata, the registry, NFE budgets, grids, noise
-and preconditioning hooks.  A solver only writes :meth:`Solver.run`, whose lines are
-its paper's update.
+"""The machinery every solver shares: metadata and the NFE budget as data (``SolverInfo``),
+the options walker (declared once per class: ``__init__`` keywords, ``defaults``, ``pinned``),
+the registry, grids, and the run's ``Context`` (noise and the finished filters that
+``solverzoo.sampling`` builds).  A solver only writes :meth:`Solver.run`, whose lines are its
+paper's update.
 
 Frame: solvers work on ``x_hat = x / s(t)`` against ``sigma`` (Karras et al. 2022,
 Sec. 4: the probability-flow ODE and the reverse SDE written in ``(x_hat, sigma)`` do
@@ -14,25 +16,31 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
 from ..grids import FINALS, Grid, from_sigmas, make_grid
 from ..models.base import CountingDenoiser, Model
 from ..noise import NoiseSource
+from ..preconditioners.build import FilterSpec
 
-__all__ = ["SolverInfo", "Solver", "Context", "SOLVERS", "register", "get_solver", "list_solvers", "solver_info"]
+__all__ = ["SolverInfo", "Solver", "Context", "SOLVERS", "register", "get_solver", "list_solvers", "solver_info",
+           "declared_options", "resolve_options"]
 
 
 @dataclass(frozen=True)
 class SolverInfo:
-    """What a solver is, for ``solverzoo list`` and for the NFE budget.
+    """What a solver is, for ``solverzoo list``, and its NFE budget, as data.
 
-    ``calls_per_step`` is model calls per step; ``nfe_offset`` is added once per run
-    (EDM Heun skips its correction on the last step: NFE = 2 N - 1, offset -1).
+    Budget: a step between two positive sigmas costs ``calls_per_step`` model calls; a step
+    that ends at sigma = 0 costs ``zero_step_calls`` (None: the same; 1 where that step is the
+    denoise x = D, e.g. EDM Heun skips its correction there: NFE = 2N - 1); ``extra_calls`` are
+    made once per run (a final denoise).  A run has at least ``min_steps`` steps.  ``adaptive``:
+    a step controller sets the cost (the budget is accepted and ignored; the NFE is counted).
+    Options that change these (a corrector count, stages, a final denoise) give the solver
+    instance its own copy (``dataclasses.replace``).
     ``preconditioning``: which operators of a preconditioner the solver applies
     ("noise": M z on every Gaussian draw, TDAS; "drift": M M^T on the score, PDS).
     """
@@ -45,13 +53,38 @@ class SolverInfo:
     paper: str
     grid: str | None = None  # None: the process's native grid
     final: str = "zero"
-    nfe_offset: int = 0
+    zero_step_calls: int | None = None
+    extra_calls: int = 0
     min_steps: int = 1
+    adaptive: bool = False
     preconditioning: frozenset[str] = frozenset()
+
+    def nfe_for_steps(self, steps: int, final: str | None = None) -> int:
+        """Model calls of a run of ``steps`` steps on a grid ending at ``final`` (default: this info's)."""
+        if self.adaptive:
+            raise ValueError(f"{self.name}'s NFE is set by its tolerances, not by a step count; run it and read "
+                             f"the count")
+        last = self.calls_per_step
+        if (final or self.final) == "zero" and self.zero_step_calls is not None:
+            last = self.zero_step_calls
+        return self.calls_per_step * (steps - 1) + last + self.extra_calls
+
+    def steps_for_nfe(self, nfe: int, final: str | None = None) -> int:
+        """The largest number of steps (at least ``min_steps``) whose NFE fits the budget."""
+        least = 1 if self.adaptive else self.nfe_for_steps(self.min_steps, final)
+        if int(nfe) != nfe or nfe < least:
+            on = f" with final={final or self.final!r}" if self.zero_step_calls not in (None, self.calls_per_step) else ""
+            raise ValueError(f"solver {self.name!r} needs an NFE budget of at least {least}{on}, got {nfe}")
+        return self.min_steps + (int(nfe) - least) // self.calls_per_step
 
     @property
     def min_nfe(self) -> int:
-        return self.calls_per_step * self.min_steps + self.nfe_offset
+        return 1 if self.adaptive else self.nfe_for_steps(self.min_steps)
+
+    @property
+    def nfe_offset(self) -> int:
+        """NFE - calls_per_step x steps on this info's default final (EDM Heun: -1)."""
+        return 0 if self.adaptive else self.nfe_for_steps(1) - self.calls_per_step
 
     def as_dict(self) -> dict:
         return {
@@ -69,7 +102,8 @@ class SolverInfo:
 
 
 class Context:
-    """What a solver sees while it samples one batch."""
+    """What a solver sees while it samples one batch: the counted denoiser, the grid, the
+    per-sample noise, and the finished filters of a preconditioner (built by ``sample``)."""
 
     def __init__(self, denoiser: CountingDenoiser, grid: Grid, noise: NoiseSource | None, preconditioner=None,
                  drift: bool = False):
@@ -84,34 +118,122 @@ class Context:
     def denoise(self, x_hat: Tensor, sigma: float) -> Tensor:
         return self.denoiser(x_hat, sigma)
 
+    def precondition_noise(self, z: Tensor) -> Tensor:
+        """M z for a run with a preconditioner (TDAS, PDS); z itself otherwise."""
+        return self.preconditioner.noise(z) if self.preconditioner is not None else z
+
     def randn_like(self, x: Tensor) -> Tensor:
         """Per-sample Gaussian noise, filtered by the preconditioner (M z) if any."""
         if self.noise is None:
             raise RuntimeError("this run has no noise source (an ODE solver asked for noise)")
-        z = self.noise.randn_like(x)
-        return self.preconditioner.noise(z) if self.preconditioner is not None else z
+        return self.precondition_noise(self.noise.randn_like(x))
 
     def precondition_drift(self, v: Tensor) -> Tensor:
         """M M^T v for solvers that precondition their drift (PDS); v itself otherwise."""
         return self.drift_preconditioner.drift(v) if self.drift_preconditioner is not None else v
 
 
-class Solver:
+# --- options: declared once, walked once ---------------------------------------------------------
+
+_REQUIRED = inspect.Parameter.empty
+
+
+def declared_options(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options, pinned) of a solver class: every keyword parameter of every ``__init__`` along
+    the MRO with its default (a class's ``defaults`` override it), less the names some class
+    pins (``pinned``: fixed values, not options).  The one walker behind validation,
+    :meth:`Solver.options` and the results file."""
+    options: dict[str, Any] = {}
+    pinned: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):  # bases first: a subclass overrides
+        if "__init__" in vars(klass) and klass is not object:
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                    options[p.name] = p.default
+        options.update(vars(klass).get("defaults", {}))
+        pinned.update(vars(klass).get("pinned", {}))
+    return {k: v for k, v in options.items() if k not in pinned}, pinned
+
+
+def resolve_options(cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments that build ``cls``: ``given`` checked against the declared options,
+    with the class's ``defaults`` and ``pinned`` values filled in."""
+    options, pinned = declared_options(cls)
+    name = cls.info.name if hasattr(cls, "info") else cls.__name__
+    unknown = sorted(set(given) - set(options))
+    if unknown:
+        fixed = [f"{k}={pinned[k]!r}" for k in unknown if k in pinned]
+        note = f" ({name} fixes {', '.join(fixed)})" if fixed else ""
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for solver {name!r}{note}; "
+                         f"valid options: {', '.join(options)}")
+    defaults: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        defaults.update(vars(klass).get("defaults", {}))
+    given = {k: _from_record(v, options[k]) for k, v in given.items()}
+    return {**{k: v for k, v in defaults.items() if k in options}, **given, **pinned}
+
+
+def _from_record(value: Any, default: Any) -> Any:
+    """A value read back from a results file: "inf" for a float option, a list for a tuple one."""
+    if isinstance(default, float) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _as_record(value: Any) -> Any:
+    """An option value as the results file (JSON) writes it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no inf
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_as_record(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_record(v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "describe"):
+        return value.describe()  # an operator passed as an option
+    return repr(value)
+
+
+class _SolverType(type):
+    """``Cls(**options)`` builds a solver from resolved options (:func:`resolve_options`): unknown
+    or pinned names are refused naming the valid ones, the class's ``defaults`` and ``pinned``
+    values reach the ``__init__`` that takes them."""
+
+    def __call__(cls, *args, **options):
+        if args:
+            raise TypeError(f"{cls.__name__} takes keyword options only")
+        return super().__call__(**resolve_options(cls, options))
+
+
+class Solver(metaclass=_SolverType):
     """Base class.  Subclasses set ``info`` and write ``run(ctx, x) -> x``.
 
-    Options common to all solvers: ``grid`` (a grid name or an explicit list of
-    sigmas), ``final`` ("zero" or "sigma_min"), ``grid_options`` (e.g. rho, sigma_min).
-    Solver-specific options are keyword arguments of the subclass ``__init__``.
+    Options common to all solvers: ``grid`` (a grid name, "native", or an explicit list of
+    sigmas), ``final`` ("zero" or "sigma_min"), ``grid_options`` (e.g. rho, sigma_min) and
+    ``preconditioner`` (noise filters: "tdas", a filter file, or an operator).
+    Solver-specific options are keyword parameters of a class's ``__init__``, stored as
+    attributes of the same name.  A class changes an inherited default in ``defaults`` and
+    fixes an inherited option in ``pinned`` (then it is not an option of that class).
     """
 
     info: ClassVar[SolverInfo]
+    defaults: ClassVar[dict[str, Any]] = {}
+    pinned: ClassVar[dict[str, Any]] = {}
     fixed_steps: int | None = None  # set by options that fix the step count (e.g. PDS speed_up)
 
     def __init__(self, grid: str | list[float] | None = None, final: str | None = None,
                  grid_options: dict[str, Any] | None = None, preconditioner=None):
         if final is not None and final not in FINALS:
             raise ValueError(f"unknown final step {final!r}; choose one of {', '.join(FINALS)}")
-        self.grid_name = grid if grid is not None else self.info.grid
+        self.grid = None if grid == "native" else (self.info.grid if grid is None else grid)
         self.final = final or self.info.final
         self.grid_options = dict(grid_options or {})
         if preconditioner is not None and not self.info.preconditioning:
@@ -124,25 +246,35 @@ class Solver:
                              f"a filter file (.npz), or an operator")
         self.preconditioner = preconditioner
 
-    # --- budgets ------------------------------------------------------------------------
+    # --- budgets: the data in ``info`` --------------------------------------------------------
+    @property
+    def final_step(self) -> str:
+        """How this solver's grids end: "zero" or "sigma_min" (an explicit grid says by its last sigma)."""
+        if isinstance(self.grid, (list, tuple)):
+            return "zero" if self.grid[-1] == 0 else "sigma_min"
+        return self.final
+
     def steps_for_nfe(self, nfe: int) -> int:
-        """The largest number of steps whose NFE fits the budget."""
-        info = self.info
-        if int(nfe) != nfe or nfe < info.min_nfe:
-            raise ValueError(f"solver {info.name!r} needs an NFE budget of at least {info.min_nfe}, got {nfe}")
-        return (int(nfe) - info.nfe_offset) // info.calls_per_step
+        """The largest number of steps whose NFE fits the budget (an adaptive solver: its fixed grid)."""
+        steps = self.info.steps_for_nfe(nfe, self.final_step)
+        return self.fixed_steps if self.info.adaptive else steps
 
     def nfe_for_steps(self, steps: int) -> int:
-        return self.info.calls_per_step * steps + self.info.nfe_offset
+        return self.info.nfe_for_steps(steps, self.final_step)
 
+    @property
+    def adaptive(self) -> bool:
+        return self.info.adaptive
+
+    # --- grids ------------------------------------------------------------------------------------
     def grid_for(self, process) -> str:
         """The grid name this solver uses on ``process`` (its own default, or the process's native one)."""
-        return "explicit" if isinstance(self.grid_name, (list, tuple)) else (self.grid_name or process.native_grid)
+        return "explicit" if isinstance(self.grid, (list, tuple)) else (self.grid or process.native_grid)
 
     def make_grid(self, process, steps: int, **defaults) -> Grid:
         """The run's grid; ``defaults`` are grid options a subclass sets unless the user did."""
-        if isinstance(self.grid_name, (list, tuple)):
-            grid = from_sigmas(process, self.grid_name)
+        if isinstance(self.grid, (list, tuple)):
+            grid = from_sigmas(process, self.grid)
         else:
             options = {**defaults, **self.grid_options}
             grid = make_grid(self.grid_for(process), process, steps, final=self.final, **options)
@@ -150,31 +282,25 @@ class Solver:
             raise ValueError(f"solver {self.info.name!r} needs at least {self.info.min_steps} steps, got {grid.steps}")
         return grid
 
-    # --- hooks ----------------------------------------------------------------------------
+    # --- filters: declared here, built by ``sample`` ---------------------------------------------
+    def filter_spec(self) -> FilterSpec | None:
+        """What filters this run needs (built by ``solverzoo.sampling.build_filters``, which hands
+        the run finished operators): from the ``preconditioner`` option, TDAS filters estimated
+        for this solver from a pilot run without them."""
+        if self.preconditioner is None:
+            return None
+        return FilterSpec(self.info.name, "tdas", self.preconditioner,
+                          pilot=self.with_options(preconditioner=None))
+
     def check_model(self, model: Model) -> None:
         """Raise ValueError if this solver cannot sample ``model`` (cheap; no sampling)."""
-        if self.preconditioner is not None:
-            from .preconditioned import check_filters
-
-            check_filters(self, self.preconditioner, model)
-
-    def prepare(self, model: Model, device: torch.device, dtype: torch.dtype, grid: Grid | None = None) -> None:
-        """Called once per run before sampling, with the run's grid (e.g. to build filters from
-        the model's data, or from a pilot run at this grid)."""
-        if isinstance(self.preconditioner, (str, os.PathLike)):
-            from .preconditioned import noise_filters
-
-            self.preconditioner = noise_filters(self, self.preconditioner, model, device, dtype, grid)
-        if self.preconditioner is not None:
-            self.preconditioner = self.preconditioner.to(device, dtype)
-            if hasattr(self.preconditioner, "check_shape"):
-                self.preconditioner.check_shape(tuple(model.shape))
+        spec = self.filter_spec()
+        if spec is not None:
+            spec.check(model)
 
     def prior(self, ctx: Context, z: Tensor) -> Tensor:
-        """x_hat at the first node from standard normal z: sigma_0 * z (filtered for TDAS/PDS)."""
-        if self.preconditioner is not None:
-            z = self.preconditioner.noise(z)
-        return ctx.sigma[0] * z
+        """x_hat at the first node from standard normal z: sigma_0 z (M z with a preconditioner)."""
+        return ctx.sigma[0] * ctx.precondition_noise(z)
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -183,18 +309,20 @@ class Solver:
     def stochastic(self) -> bool:
         return self.info.kind == "sde"
 
+    # --- options ------------------------------------------------------------------------------
+    def option_values(self) -> dict[str, Any]:
+        """Every option of this solver (:func:`declared_options`) with the value it was built with."""
+        return {name: getattr(self, name) for name in declared_options(type(self))[0]}
+
+    def with_options(self, **changes) -> Solver:
+        """A new solver of this class with these options changed."""
+        return type(self)(**{**self.option_values(), **changes})
+
     def options(self) -> dict:
-        """The options this solver was built with (for results files)."""
-        out = {"grid": self.grid_name if self.grid_name else "native", "final": self.final, **self.grid_options}
-        for name in inspect.signature(type(self).__init__).parameters:
-            if name not in ("self", "grid", "final", "grid_options", "preconditioner", "kwargs") and hasattr(self, name):
-                value = getattr(self, name)
-                if isinstance(value, float) and not math.isfinite(value):
-                    out[name] = str(value)  # JSON has no inf
-                elif isinstance(value, (int, float, str, bool, tuple)) or value is None:
-                    out[name] = value
-        if self.preconditioner is not None:
-            out["preconditioner"] = self.preconditioner.describe()
+        """Every option of this solver as the results file records it; ``get_solver(name, **options())``
+        builds the same solver (options given as operators are recorded by their description)."""
+        out = {name: _as_record(value) for name, value in self.option_values().items()}
+        out["grid"] = out["grid"] or "native"
         return out
 
     def __repr__(self) -> str:
@@ -234,23 +362,5 @@ def get_solver(name: str | Solver, **options) -> Solver:
         if options:
             raise ValueError("options were given for an already-built solver")
         return name
-    cls = _lookup(name)
-    valid = option_names(cls)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} for solver {name!r}; valid options: {', '.join(valid)}")
-    return cls(**options)
+    return _lookup(name)(**options)
 
-
-def option_names(cls: type[Solver]) -> list[str]:
-    """Keyword options a solver class accepts: its own and those it forwards to its bases."""
-    names: list[str] = []
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names += [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-                  and p.name not in names]
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names

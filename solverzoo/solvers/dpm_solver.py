@@ -16,7 +16,7 @@ and the Taylor expansion D(lambda_s + r) = D + r D' + r^2/2 D'' integrates to
     (1 - e^{-h_eta}) D_s + h phi2(h_eta) D' - h^2 phi3(h_eta) D''
     phi2(z) = 1 - (1 - e^{-z}) / z = z phi_2(-z),   phi3(z) = phi2(z)/z - 1/2 = -z phi_3(-z)
 
-(phi_k the exponential-integrator functions of ``multistep.phi``).  The multistep estimates from
+(phi_k the exponential-integrator functions of ``blocks.phi``).  The multistep estimates from
 the history D_s = D_0, D_1, D_2 at lambda_s - h_0, lambda_s - h_0 - h_1 (r_0 = h_0/h, r_1 = h_1/h):
 
     d1_0 = (D_0 - D_1) / r_0 ~ h D',   d1_1 = (D_1 - D_2) / r_1
@@ -46,32 +46,20 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from .base import Context, SolverInfo, register
-from .k_diffusion_family import DPMPP, KDIFF, ancestral_step
-from .multistep import Multistep, phi
-from .seeds import _Exponential
+from .blocks import ExponentialRK, Multistep, ancestral_step, check_eta, phi2, phi3
+from .k_diffusion_family import DPMPP, KDIFF
 
-__all__ = ["DPMPP2S", "DPMPP2M", "DPMPP3M", "DPMPP2MSDE", "DPMPP3MSDE", "phi2", "phi3"]
+__all__ = ["DPMPP2S", "DPMPP2M", "DPMPP3M", "DPMPP2MSDE", "DPMPP3MSDE"]
 
 SOLVER_TYPES = ("midpoint", "heun")
 THIRD_ORDER = ("exact", "upstream")
 
 
-def phi2(z: float) -> float:
-    """1 - (1 - e^{-z}) / z, the weight of h D' (k-diffusion's phi_2)."""
-    return z * phi(2, -z)
-
-
-def phi3(z: float) -> float:
-    """phi2(z)/z - 1/2, minus the weight of h^2 D'' (k-diffusion's phi_3)."""
-    return -z * phi(3, -z)
-
-
 @register
-class DPMPP2S(_Exponential):
+class DPMPP2S(ExponentialRK):
     """DPM-Solver++(2S) (Lu et al. 2022, Algorithm 1 with r = 1/2; the ``seeds`` exponential schemes
     with kappa = 1, data prediction), with optional ancestral noise (k-diffusion
     ``sample_dpmpp_2s_ancestral``, ``eta`` in [0, 1]):
@@ -83,18 +71,15 @@ class DPMPP2S(_Exponential):
     A step to sigma = 0 is x = D.  NFE = 2N - 1 (2N on a grid ending at sigma_min).
     """
 
-    info = SolverInfo(name="dpmpp_2s", family="dpm-solver", kind="ode", order=2, calls_per_step=2, nfe_offset=-1,
+    info = SolverInfo(name="dpmpp_2s", family="dpm-solver", kind="ode", order=2, calls_per_step=2,
                       paper=DPMPP + ", Algorithm 1 (2S); ancestral: " + KDIFF + ", sample_dpmpp_2s_ancestral",
-                      grid="karras", final="zero", preconditioning=frozenset({"noise"}))
+                      grid="karras", final="zero", zero_step_calls=1, preconditioning=frozenset({"noise"}))
     kappa = 1
-    stages = 2
+    pinned = {"prediction": "data"}
 
-    def __init__(self, eta: float = 0.0, s_noise: float = 1.0, grid=None, final=None, grid_options=None,
-                 preconditioner=None):
-        super().__init__(prediction="data", grid=grid, final=final, grid_options=grid_options,
-                         preconditioner=preconditioner)
-        if not 0 <= eta <= 1 or s_noise < 0:
-            raise ValueError(f"dpmpp_2s needs 0 <= eta <= 1 and s_noise >= 0; got eta={eta}, s_noise={s_noise}")
+    def __init__(self, eta: float = 0.0, s_noise: float = 1.0, **base):
+        super().__init__(**base)
+        check_eta("dpmpp_2s", eta, s_noise, 1.0)
         self.eta, self.s_noise = float(eta), float(s_noise)
 
     @property
@@ -103,34 +88,25 @@ class DPMPP2S(_Exponential):
 
     def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
         down, up = ancestral_step(s, t, self.eta)
-        x = self.step2(ctx, x, s, down)  # a fresh tensor
+        x = self.step2(ctx, x, s, down)
         if self.eta > 0:
-            x.add_(ctx.randn_like(x).mul_(self.s_noise * up))  # x + s_noise up z, in place
+            x = x + ctx.randn_like(x) * (self.s_noise * up)
         return x
 
 
-class _DPMSolverPPMultistep(Multistep):
+class DPMSolverPPMultistep(Multistep):
     """The multistep update of the module docstring; ``eta`` > 0 makes it the SDE solver."""
 
-    default_solver_type = "midpoint"
-    default_third_order = "exact"
-    default_eta = 0.0
-
-    def __init__(self, order: int = 2, eta: float | None = None, s_noise: float = 1.0, solver_type: str | None = None,
-                 third_order: str | None = None, lower_order_final: bool | None = None, denoise_to_zero: bool = False,
-                 **base):
-        eta = self.default_eta if eta is None else float(eta)
-        solver_type = solver_type or self.default_solver_type
-        third_order = third_order or self.default_third_order
-        if eta < 0 or s_noise < 0:
-            raise ValueError(f"{self.info.name} needs eta >= 0 and s_noise >= 0; got eta={eta}, s_noise={s_noise}")
+    def __init__(self, eta: float = 0.0, s_noise: float = 1.0, solver_type: str = "midpoint",
+                 third_order: str = "exact", **base):
+        check_eta(self.info.name, eta, s_noise)
         if solver_type not in SOLVER_TYPES:
             raise ValueError(f"solver_type must be one of {SOLVER_TYPES}, got {solver_type!r}")
         if third_order not in THIRD_ORDER:
             raise ValueError(f"third_order must be 'exact' (order 3) or 'upstream' (the references' weight, order 2), "
                              f"got {third_order!r}")
-        self.eta, self.s_noise, self.solver_type, self.third_order = eta, float(s_noise), solver_type, third_order
-        super().__init__(order=order, lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, **base)
+        self.eta, self.s_noise, self.solver_type, self.third_order = float(eta), float(s_noise), solver_type, third_order
+        super().__init__(**base)
 
     def declared_order(self) -> int:
         return 2 if self.order == 3 and self.third_order == "upstream" else self.order
@@ -141,22 +117,19 @@ class _DPMSolverPPMultistep(Multistep):
 
     def combine(self, d: Tensor, hist: list[Tensor], hs: list[float], h: float, order: int) -> Tensor:
         """(1 + eta) int_0^h e^{-(1+eta)(h-r)} D dr, estimated from D = hist[-1] and the history."""
-        # in-place on fresh temporaries only: the same operations in the same order as the
-        # expressions in the comments (bit for bit), with fewer full-size allocations
         he = (1 + self.eta) * h
-        out = d * -math.expm1(-he)  # -expm1(-he) * d
+        out = d * -math.expm1(-he)
         if order == 2:
-            d1 = torch.sub(d, hist[-2]).mul_(h / hs[-1])  # (d - hist[-2]) * (h / hs[-1])
-            out.add_(d1.mul_(0.5 * -math.expm1(-he) if self.solver_type == "midpoint" else phi2(he)))
+            d1 = (d - hist[-2]) * (h / hs[-1])
+            out = out + d1 * (0.5 * -math.expm1(-he) if self.solver_type == "midpoint" else phi2(he))
         elif order == 3:
             r0, r1 = hs[-1] / h, hs[-2] / h
-            d1_0 = torch.sub(d, hist[-2]).div_(r0)  # (d - hist[-2]) / r0
-            d1_1 = torch.sub(hist[-2], hist[-3]).div_(r1)  # (hist[-2] - hist[-3]) / r1
-            diff = d1_1.neg_().add_(d1_0)  # d1_0 - d1_1
-            d1 = torch.mul(diff, r0 / (r0 + r1)).add_(d1_0)  # d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
-            d2 = diff.div_(r0 + r1)  # (d1_0 - d1_1) / (r0 + r1)
+            d1_0 = (d - hist[-2]) / r0
+            d1_1 = (hist[-2] - hist[-3]) / r1
+            d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
+            d2 = (d1_0 - d1_1) / (r0 + r1)
             weight = 2.0 if self.third_order == "exact" else 1.0
-            out.add_(d1.mul_(phi2(he))).sub_(d2.mul_(weight * phi3(he)))  # out + phi2 d1 - weight phi3 d2
+            out = out + d1 * phi2(he) - d2 * (weight * phi3(he))
         return out
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
@@ -170,12 +143,11 @@ class _DPMSolverPPMultistep(Multistep):
                 x = d
                 break
             h = math.log(sigma[i] / sigma[i + 1])
-            # (sigma_t / sigma_s) e^{-eta h} x + combine(...) [+ c z], accumulated in place (bit for bit)
-            x_next = torch.mul(x, (sigma[i + 1] / sigma[i]) * math.exp(-self.eta * h))
-            x_next.add_(self.combine(d, hist, hs, h, self.step_order(i, steps)))
+            x_next = x * ((sigma[i + 1] / sigma[i]) * math.exp(-self.eta * h)) + self.combine(
+                d, hist, hs, h, self.step_order(i, steps))
             if self.eta > 0:
                 c = self.s_noise * sigma[i + 1] * math.sqrt(-math.expm1(-2 * self.eta * h))
-                x_next.add_(ctx.randn_like(x).mul_(c))
+                x_next = x_next + ctx.randn_like(x) * c
             x = x_next
             hs = (hs + [h])[-2:]
         return self.finish(ctx, x)
@@ -188,7 +160,7 @@ def _info(name: str, order: int, kind: str, paper: str) -> SolverInfo:
 
 
 @register
-class DPMPP2M(_DPMSolverPPMultistep):
+class DPMPP2M(DPMSolverPPMultistep):
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2; k-diffusion ``sample_dpmpp_2m``):
 
         x_t = (sigma_t/sigma_s) x + (1 - e^{-h}) [(1 + 1/(2 r)) D_i - 1/(2 r) D_{i-1}],  r = h_{i-1} / h
@@ -198,16 +170,11 @@ class DPMPP2M(_DPMSolverPPMultistep):
     """
 
     info = _info("dpmpp_2m", 2, "ode", DPMPP + ", Algorithm 2 (2M); " + KDIFF + ", sample_dpmpp_2m")
-
-    def __init__(self, solver_type: str = "midpoint", lower_order_final: bool = True,
-                 denoise_to_zero: bool = False, grid=None, final=None, grid_options=None, preconditioner=None):
-        super().__init__(order=2, eta=0.0, solver_type=solver_type, lower_order_final=lower_order_final,
-                         denoise_to_zero=denoise_to_zero, grid=grid, final=final, grid_options=grid_options,
-                         preconditioner=preconditioner)
+    pinned = {"order": 2, "eta": 0.0, "s_noise": 1.0, "third_order": "exact"}
 
 
 @register
-class DPMPP3M(_DPMSolverPPMultistep):
+class DPMPP3M(DPMSolverPPMultistep):
     """DPM-Solver++(3M) (Lu et al. 2022; DPM-Solver ``multistep_dpm_solver_third_update``), order 3 with
     the corrected D'' weight (module docstring; ``third_order="upstream"`` for the references' order-2
     weight).  Warm-up orders 1, 2 (``solver_type`` of the order-2 steps: "heun" by default, as k-diffusion;
@@ -215,17 +182,12 @@ class DPMPP3M(_DPMSolverPPMultistep):
     """
 
     info = _info("dpmpp_3m", 3, "ode", DPMPP + " (3M); " + KDIFF + ", sample_dpmpp_3m_sde with eta = 0")
-    default_solver_type = "heun"
-
-    def __init__(self, solver_type: str = "heun", third_order: str = "exact", lower_order_final: bool = True,
-                 denoise_to_zero: bool = False, grid=None, final=None, grid_options=None, preconditioner=None):
-        super().__init__(order=3, eta=0.0, solver_type=solver_type, third_order=third_order,
-                         lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, grid=grid, final=final,
-                         grid_options=grid_options, preconditioner=preconditioner)
+    defaults = {"solver_type": "heun"}
+    pinned = {"order": 3, "eta": 0.0, "s_noise": 1.0}
 
 
 @register
-class DPMPP2MSDE(_DPMSolverPPMultistep):
+class DPMPP2MSDE(DPMSolverPPMultistep):
     """DPM-Solver++(2M) SDE (k-diffusion ``sample_dpmpp_2m_sde``), eta = 1 the reverse SDE:
 
         x_t = (sigma_t/sigma_s) e^{-eta h} x + (1 - e^{-h_eta}) D_i + c (D_i - D_{i-1}) / r
@@ -237,19 +199,12 @@ class DPMPP2MSDE(_DPMSolverPPMultistep):
     """
 
     info = _info("dpmpp_2m_sde", 2, "sde", KDIFF + ", sample_dpmpp_2m_sde; " + DPMPP)
-    default_eta = 1.0
-    default_lower_order_final = False
-
-    def __init__(self, eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "midpoint",
-                 lower_order_final: bool = False, denoise_to_zero: bool = False, grid=None, final=None,
-                 grid_options=None, preconditioner=None):
-        super().__init__(order=2, eta=eta, s_noise=s_noise, solver_type=solver_type,
-                         lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, grid=grid, final=final,
-                         grid_options=grid_options, preconditioner=preconditioner)
+    defaults = {"eta": 1.0, "lower_order_final": False}
+    pinned = {"order": 2, "third_order": "exact"}
 
 
 @register
-class DPMPP3MSDE(_DPMSolverPPMultistep):
+class DPMPP3MSDE(DPMSolverPPMultistep):
     """DPM-Solver++(3M) SDE (k-diffusion ``sample_dpmpp_3m_sde``): the 3M update with h_eta = (1 + eta) h
     and noise s_noise sigma_t sqrt(1 - e^{-2 eta h}) z; warm-up order-2 step "heun" (phi2), as k-diffusion.
     ``third_order="exact"`` (default) doubles the references' D'' weight (module docstring).
@@ -257,13 +212,5 @@ class DPMPP3MSDE(_DPMSolverPPMultistep):
     """
 
     info = _info("dpmpp_3m_sde", 3, "sde", KDIFF + ", sample_dpmpp_3m_sde; " + DPMPP)
-    default_eta = 1.0
-    default_solver_type = "heun"
-    default_lower_order_final = False
-
-    def __init__(self, eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "heun", third_order: str = "exact",
-                 lower_order_final: bool = False, denoise_to_zero: bool = False, grid=None, final=None,
-                 grid_options=None, preconditioner=None):
-        super().__init__(order=3, eta=eta, s_noise=s_noise, solver_type=solver_type, third_order=third_order,
-                         lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, grid=grid, final=final,
-                         grid_options=grid_options, preconditioner=preconditioner)
+    defaults = {"eta": 1.0, "solver_type": "heun", "lower_order_final": False}
+    pinned = {"order": 3}

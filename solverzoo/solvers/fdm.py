@@ -36,7 +36,7 @@ class FDM(Heun):
     ``grid_options`` override these; ``grid`` picks another grid.
     """
 
-    info = SolverInfo(name="fdm", family="fdm", kind="ode", order=2, calls_per_step=2, nfe_offset=-1,
+    info = SolverInfo(name="fdm", family="fdm", kind="ode", order=2, calls_per_step=2, zero_step_calls=1,
                       paper=FDM_PAPER + "; sampler: " + EDM + ", Algorithm 1 (Heun)", grid="karras")
 
     def check_model(self, model: Model) -> None:

@@ -19,7 +19,7 @@ sub-intervals of one step; k-diffusion takes them from a Brownian motion in sigm
 ``noise_sampler(s, t) = (W(t) - W(s)) / sqrt(|t - s|)``).  :class:`SigmaBrownian` is that Brownian
 motion, drawn forward in the order the points are visited: W(sigma_mid) - W(sigma_s) =
 sqrt(sigma_s - sigma_mid) z_1, W(sigma_t) - W(sigma_mid) = sqrt(sigma_mid - sigma_t) z_2, z_1, z_2
-fresh per-sample draws; the increment over [sigma_t, sigma_s] is their sum.  This is the joint law
+fresh per-sample draws; the increment over [sigma_t, sigma_s] is their sum (``blocks.SigmaBrownian``).  This is the joint law
 of the BrownianTree's values at those points (independent Gaussian increments), not its values:
 solverzoo's path for a sample is fixed by (seed, index), k-diffusion's by its tree seed.
 """
@@ -27,66 +27,18 @@ solverzoo's path for a sample is fixed by (seed, index), k-diffusion's by its tr
 from __future__ import annotations
 
 import math
-from typing import Callable
 
-import torch
 from torch import Tensor
 
 from .base import Context, Solver, SolverInfo, register
-from .edm import churn
+from .blocks import SigmaBrownian, ancestral_step, check_churn, check_eta, churn
 
-__all__ = ["EulerAncestral", "DDIM", "DPM2", "DPMPPSDE", "ancestral_step", "SigmaBrownian"]
+__all__ = ["EulerAncestral", "DDIM", "DPM2", "DPMPPSDE", "KDIFF", "DPMPP"]
 
 KDIFF = "Crowson, k-diffusion (crowsonkb/k-diffusion, k_diffusion/sampling.py)"
 DDIM_PAPER = "Song, Meng & Ermon 2021, Denoising Diffusion Implicit Models (ICLR), Eq. 12 and 16"
 DPM_SOLVER = "Lu et al. 2022, DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling (NeurIPS)"
 DPMPP = "Lu et al. 2022, DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models (arXiv:2211.01095)"
-
-
-def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
-    """(sigma_down, sigma_up) of k-diffusion's ``get_ancestral_step`` (module docstring).
-    sigma_down is computed as sigma_to sqrt((1 - eta^2) + eta^2 sigma_to^2 / sigma_from^2), free of the
-    cancellation in sqrt(sigma_to^2 - sigma_up^2)."""
-    if eta == 0 or sigma_to == 0:
-        return sigma_to, 0.0
-    q2 = (sigma_to / sigma_from) ** 2
-    if eta**2 * (1 - q2) >= 1:  # k-diffusion's clamp sigma_up <= sigma_to (eta > 1)
-        return 0.0, sigma_to
-    up = eta * sigma_to * math.sqrt(1 - q2)
-    return sigma_to * math.sqrt((1 - eta**2) + eta**2 * q2), up
-
-
-class SigmaBrownian:
-    """A Brownian motion W(sigma) on decreasing sigma, started at W(start) = 0 and drawn forward:
-    each new point below the lowest one so far costs one fresh draw ``draw()`` (module docstring).
-    ``increment(a, b)`` is k-diffusion's normalised noise (W(b) - W(a)) / sqrt(a - b), a > b."""
-
-    def __init__(self, start: float, draw: Callable[[], Tensor]):
-        self.draw = draw
-        self.points: list[float] = [float(start)]
-        self.values: list = [0.0]
-
-    def W(self, sigma: float):
-        if sigma in self.points:
-            return self.values[self.points.index(sigma)]
-        last = self.points[-1]
-        if sigma > last:
-            raise ValueError(f"SigmaBrownian draws forward only: sigma={sigma} lies above the lowest point {last} "
-                             f"but is not a visited point")
-        # values[-1] + sqrt(last - sigma) * draw(), accumulated in a fresh tensor (same values, one allocation)
-        self.values.append(torch.mul(self.draw(), math.sqrt(last - sigma)).add_(self.values[-1]))
-        self.points.append(float(sigma))
-        return self.values[-1]
-
-    def increment(self, a: float, b: float) -> Tensor:
-        w_b = self.W(b)  # b first: it may draw
-        return torch.sub(w_b, self.W(a)).div_(math.sqrt(a - b))  # (W(b) - W(a)) / sqrt(a - b)
-
-
-def _check_eta(name: str, eta: float, s_noise: float, most: float = math.inf) -> None:
-    if not 0 <= eta <= most or s_noise < 0:
-        bound = f"0 <= eta <= {most:g}" if math.isfinite(most) else "eta >= 0"
-        raise ValueError(f"{name} needs {bound} and s_noise >= 0; got eta={eta}, s_noise={s_noise}")
 
 
 @register
@@ -105,7 +57,7 @@ class EulerAncestral(Solver):
 
     def __init__(self, eta: float = 1.0, s_noise: float = 1.0, **base):
         super().__init__(**base)
-        _check_eta(self.info.name, eta, s_noise, self.max_eta)
+        check_eta(self.info.name, eta, s_noise, self.max_eta)
         self.eta, self.s_noise = float(eta), float(s_noise)
 
     @property
@@ -141,26 +93,11 @@ class DDIM(EulerAncestral):
     info = SolverInfo(name="ddim", family="ddim", kind="ode", order=1, calls_per_step=1, paper=DDIM_PAPER,
                       preconditioning=frozenset({"noise"}))
     max_eta = 1.0
-
-    def __init__(self, eta: float = 0.0, s_noise: float = 1.0, **base):
-        super().__init__(eta=eta, s_noise=s_noise, **base)
-
-
-class _TwoStage(Solver):
-    """Budget of the two-call-per-step solvers: a step to sigma = 0 is one call (x = D)."""
-
-    def nfe_for_steps(self, steps: int) -> int:
-        return 2 * steps - (1 if self.final == "zero" else 0)
-
-    def steps_for_nfe(self, nfe: int) -> int:
-        least = 1 if self.final == "zero" else 2
-        if int(nfe) != nfe or nfe < least:
-            raise ValueError(f"solver {self.info.name!r} needs an NFE budget of at least {least}, got {nfe}")
-        return (int(nfe) + 1) // 2 if self.final == "zero" else int(nfe) // 2
+    defaults = {"eta": 0.0}
 
 
 @register
-class DPM2(_TwoStage):
+class DPM2(Solver):
     """k-diffusion's DPM-Solver-2 in the Karras frame (``sample_dpm_2``; Lu et al. 2022, DPM-Solver-2
     with r = 1/2, in sigma): midpoint sigma_mid = sqrt(sigma_hat sigma_down) (the lambda midpoint),
 
@@ -175,16 +112,15 @@ class DPM2(_TwoStage):
     step, as with the default s_tmin = 0, s_tmax = inf).
     """
 
-    info = SolverInfo(name="dpm2", family="k-diffusion", kind="ode", order=2, calls_per_step=2, nfe_offset=-1,
+    info = SolverInfo(name="dpm2", family="k-diffusion", kind="ode", order=2, calls_per_step=2, zero_step_calls=1,
                       paper=KDIFF + ", sample_dpm_2 / sample_dpm_2_ancestral; " + DPM_SOLVER, grid="karras",
                       preconditioning=frozenset({"noise"}))
 
     def __init__(self, eta: float = 0.0, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
                  s_noise: float = 1.0, **base):
         super().__init__(**base)
-        _check_eta("dpm2", eta, s_noise, 1.0)
-        if s_churn < 0 or s_tmin < 0 or s_tmax < s_tmin:
-            raise ValueError(f"dpm2 needs s_churn >= 0 and 0 <= s_tmin <= s_tmax; got {s_churn}, {s_tmin}, {s_tmax}")
+        check_eta("dpm2", eta, s_noise, 1.0)
+        check_churn("dpm2", s_churn, s_tmin, s_tmax, s_noise)
         if eta > 0 and s_churn > 0:
             raise ValueError("dpm2: choose ancestral noise (eta) or churn (s_churn), not both")
         self.eta, self.s_churn, self.s_tmin, self.s_tmax, self.s_noise = (
@@ -197,7 +133,7 @@ class DPM2(_TwoStage):
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma, steps = ctx.sigma, ctx.grid.steps
         for i in range(steps):
-            x, s_hat = churn(self, ctx, x, sigma[i], steps)
+            x, s_hat = churn(ctx, x, sigma[i], steps, self.s_churn, self.s_tmin, self.s_tmax, self.s_noise)
             down, up = ancestral_step(sigma[i], sigma[i + 1], self.eta)
             d = (x - ctx.denoise(x, s_hat)) / s_hat
             if down == 0:
@@ -213,7 +149,7 @@ class DPM2(_TwoStage):
 
 
 @register
-class DPMPPSDE(_TwoStage):
+class DPMPPSDE(Solver):
     """k-diffusion's DPM-Solver++ SDE (``sample_dpmpp_sde``): a DPM-Solver++(2S) step with ancestral
     noise at both stages.  lambda_mid = lambda_s + r h (sigma_mid = sigma_s^{1-r} sigma_t^r), fac = 1/(2r):
 
@@ -228,12 +164,12 @@ class DPMPPSDE(_TwoStage):
     is k-diffusion's, not SEEDS's exact one.  A step to sigma = 0 is x = D.  NFE = 2N - 1.
     """
 
-    info = SolverInfo(name="dpmpp_sde", family="k-diffusion", kind="sde", order=2, calls_per_step=2, nfe_offset=-1,
+    info = SolverInfo(name="dpmpp_sde", family="k-diffusion", kind="sde", order=2, calls_per_step=2, zero_step_calls=1,
                       paper=KDIFF + ", sample_dpmpp_sde; " + DPMPP, grid="karras", preconditioning=frozenset({"noise"}))
 
     def __init__(self, eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5, **base):
         super().__init__(**base)
-        _check_eta("dpmpp_sde", eta, s_noise)
+        check_eta("dpmpp_sde", eta, s_noise)
         if not 0 < r <= 1:
             raise ValueError(f"dpmpp_sde needs 0 < r <= 1, got {r}")
         self.eta, self.s_noise, self.r = float(eta), float(s_noise), float(r)
@@ -253,15 +189,14 @@ class DPMPPSDE(_TwoStage):
                 continue
             mid = s ** (1 - self.r) * t**self.r
             path = SigmaBrownian(s, lambda: ctx.randn_like(x)) if self.eta > 0 else None
-            # each line is the expression in its comment, accumulated in place in fresh tensors (bit for bit)
             down, up = ancestral_step(s, mid, self.eta)
-            x_2 = torch.mul(x, down / s).add_(torch.mul(d, 1 - down / s))  # (down/s) x + (1 - down/s) d
+            x_2 = x * (down / s) + d * (1 - down / s)
             if path is not None:
-                x_2.add_(path.increment(s, mid).mul_(self.s_noise * up))  # + s_noise up N(s, mid)
-            d_prime = torch.mul(d, 1 - fac).add_(torch.mul(ctx.denoise(x_2, mid), fac))  # (1 - fac) d + fac D_2
+                x_2 = x_2 + path.increment(s, mid) * (self.s_noise * up)
+            d_prime = d * (1 - fac) + ctx.denoise(x_2, mid) * fac
             down, up = ancestral_step(s, t, self.eta)
-            x_next = torch.mul(x, down / s).add_(torch.mul(d_prime, 1 - down / s))
+            x_next = x * (down / s) + d_prime * (1 - down / s)
             if path is not None:
-                x_next.add_(path.increment(s, t).mul_(self.s_noise * up))
+                x_next = x_next + path.increment(s, t) * (self.s_noise * up)
             x = x_next
         return x

@@ -35,61 +35,47 @@ step to zero) use D_i and leave v alone, as the code does.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 from torch import Tensor
 
 from .base import Context, SolverInfo, register
+from .blocks import Multistep, ab_weights, adams_gammas, expand_differences
 from .dpm_solver import DPMPP2M
-from .multistep import Multistep
 
-__all__ = ["PLMSHB", "GHVB", "DPMPP2MHB", "adams_gammas", "ab_weights", "ghvb_weights"]
+__all__ = ["PLMSHB", "GHVB", "DPMPP2MHB", "ghvb_weights"]
 
 MOMENTUM = ("Wizadwongsa et al. 2023, Diffusion Sampling with Momentum for Mitigating Divergence Artifacts "
             "(ICCV)")
-
-
-@lru_cache(maxsize=None)
-def adams_gammas(k: int) -> tuple[float, ...]:
-    """gamma_0..gamma_{k-1} of the Adams-Bashforth backward-difference series:
-    gamma_j = 1 - sum_{i<j} gamma_i / (j + 1 - i)  (1, 1/2, 5/12, 3/8, 251/720, ...)."""
-    out: list[float] = []
-    for j in range(k):
-        out.append(1.0 - sum(g / (j + 1 - i) for i, g in enumerate(out)))
-    return tuple(out)
-
-
-def _expand(a: list[float]) -> list[float]:
-    """sum_j a_j nabla^j y_n as weights on y_n, y_{n-1}, ...: nabla^j y_n = sum_m (-1)^m C(j, m) y_{n-m}."""
-    return [sum(aj * (-1) ** m * math.comb(j, m) for j, aj in enumerate(a) if m <= j) for m in range(len(a))]
-
-
-def ab_weights(k: int) -> list[float]:
-    """Constant-step Adams-Bashforth-k weights on f_n, f_{n-1}, ... (AB2: 3/2, -1/2)."""
-    return _expand(list(adams_gammas(k)))
 
 
 def ghvb_weights(k: int, beta: float) -> list[float]:
     """GHVB-k weights on v_{n+1}, v_n, ... (module docstring): (1/beta) sum_j a_j nabla^j."""
     g = adams_gammas(k)
     a = [beta * g[j] + (1 - beta) * (g[j - 1] if j > 0 else 0.0) for j in range(k)]
-    return [w / beta for w in _expand(a)]
+    return [w / beta for w in expand_differences(a)]
 
 
-class _Momentum(Multistep):
+def check_beta(name: str, beta: float) -> None:
+    if not 0 < beta <= 1:
+        raise ValueError(f"{name} needs a damping coefficient 0 < beta <= 1, got {beta}")
+
+
+class HeavyBall(Multistep):
+    """Multistep solvers with a damped velocity (module docstring): ``beta`` in (0, 1], order up to 4,
+    no lower_order_final and no final denoise (the paper's code)."""
+
     max_order = 4
+    defaults = {"order": 4}
+    pinned = {"lower_order_final": False, "denoise_to_zero": False}
 
-    def __init__(self, order: int = 4, beta: float = 0.8, grid=None, final=None, grid_options=None,
-                 preconditioner=None):
-        if not 0 < beta <= 1:
-            raise ValueError(f"{self.info.name} needs a damping coefficient 0 < beta <= 1, got {beta}")
+    def __init__(self, beta: float = 0.8, **base):
+        check_beta(self.info.name, beta)
         self.beta = float(beta)
-        super().__init__(order=order, lower_order_final=False, denoise_to_zero=False, grid=grid, final=final,
-                         grid_options=grid_options, preconditioner=preconditioner)
+        super().__init__(**base)
 
 
 @register
-class PLMSHB(_Momentum):
+class PLMSHB(HeavyBall):
     """PLMS-k (constant-step Adams-Bashforth on dx/dsigma = eps, Liu et al. 2022) with Polyak's heavy
     ball (Wizadwongsa et al. 2023, Eq. 14; the code's ``PLMSWithHBScheduler``):
 
@@ -119,7 +105,7 @@ class PLMSHB(_Momentum):
 
 
 @register
-class GHVB(_Momentum):
+class GHVB(HeavyBall):
     """Generalised heavy ball GHVB (Wizadwongsa et al. 2023, Eq. 15-19; the code's ``GHVBScheduler``):
 
         v_{n+1} = (1 - beta) v_n + beta eps_n,    x_{n+1} = x_n + (sigma_{n+1} - sigma_n) sum_m c_m v_{n+1-m}
@@ -163,14 +149,13 @@ class DPMPP2MHB(DPMPP2M):
     info = SolverInfo(name="dpmpp_2m_hb", family="momentum", kind="ode", order=1, calls_per_step=1,
                       paper=MOMENTUM + ", Sec. 4.1 (HB on DPM-Solver++(2M))", grid="karras")
 
-    def __init__(self, beta: float = 0.8, lower_order_final: bool = True, denoise_to_zero: bool = False, grid=None,
-                 final=None, grid_options=None, preconditioner=None):
-        if not 0 < beta <= 1:
-            raise ValueError(f"dpmpp_2m_hb needs a damping coefficient 0 < beta <= 1, got {beta}")
+    pinned = {"solver_type": "midpoint"}
+
+    def __init__(self, beta: float = 0.8, **base):
+        check_beta(self.info.name, beta)
         self.beta = float(beta)
         self._velocity = None
-        super().__init__(solver_type="midpoint", lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero,
-                         grid=grid, final=final, grid_options=grid_options, preconditioner=preconditioner)
+        super().__init__(**base)
 
     def declared_order(self) -> int:
         return 2 if self.beta == 1 else 1

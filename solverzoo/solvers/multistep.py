@@ -1,7 +1,6 @@
 """Linear multistep solvers of the probability-flow ODE: LMS (k-diffusion), DEIS (Zhang & Chen
 2023) and UniPC (Zhao et al. 2023), with the machinery every history-based solver here shares
-(``dpm_solver`` and ``momentum`` build on it): the order schedule (warm-up, ``lower_order_final``),
-the optional ``denoise_to_zero`` and the one-call-per-step budget.
+(on :class:`~solverzoo.solvers.blocks.Multistep`, which ``dpm_solver`` and ``momentum`` share).
 
 Frame.  On x_hat against sigma the probability-flow ODE is (Karras et al. 2022, Eq. 4)
 
@@ -17,36 +16,27 @@ rho = sigma), and integrated exactly over the step:
 
     x_{i+1} = x_i + sum_j w_ij eps_{i-j},   w_ij = int_{sigma_i}^{sigma_{i+1}} l_j(phi(sigma)) dsigma.
 
-The weights depend only on the grid: :func:`lagrange_weights` integrates the basis polynomials in
+The weights depend only on the grid: ``blocks.lagrange_weights`` integrates the basis polynomials in
 closed form (in log sigma through int P(u) e^u du = e^u (P - P' + P'' - ...)), once per run,
 outside the sampling loop.
 
-Order schedule.  Step i (0-based, N steps) uses order min(order, i + 1) (warm-up from the
-available history) and, with ``lower_order_final``, also min(., N - i): the last steps drop to
-orders 2 and 1 (DPM-Solver's rule; DPM-Solver applies it only below 10 steps, diffusers'
-DPMSolverMultistep and DEIS below 15, diffusers' UniPC always; here it applies whenever the option
-is on).  A step to sigma = 0 (lambda = inf) is the first-order step x = D(x; sigma_i) in every
-solver whose coefficients are written in lambda (their higher-order terms divide by h = inf).
-
-Budget: one model call per step, plus one for ``denoise_to_zero`` (grids ending at sigma_min:
-after the last step, x = D(x; sigma_min), DPM-Solver's option).  On a grid ending at zero the last
-step already is that denoise, so the option is refused there.
+Order schedule, ``lower_order_final``, ``denoise_to_zero`` and the budget (one call per step):
+:class:`~solverzoo.solvers.blocks.Multistep`.  A step to sigma = 0 (lambda = inf) is the
+first-order step x = D(x; sigma_i) in every solver whose coefficients are written in lambda
+(their higher-order terms divide by h = inf).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Sequence
 
 import numpy as np
-import torch
-from numpy.polynomial import Polynomial
 from torch import Tensor
 
-from .base import Context, Solver, SolverInfo, register
+from .base import Context, SolverInfo, register
+from .blocks import Multistep, lagrange_weights, phi
 
-__all__ = ["LMS", "DEIS", "UniPC", "lagrange_weights", "phi", "Multistep"]
+__all__ = ["LMS", "DEIS", "UniPC"]
 
 LMS_REF = "Crowson, k-diffusion sample_lms (linear multistep / Adams-Bashforth in sigma, Lagrange coefficients)"
 DEIS_REF = ("Zhang & Chen 2023, Fast Sampling of Diffusion Models with Exponential Integrator (ICLR), "
@@ -55,115 +45,11 @@ UNIPC_REF = ("Zhao et al. 2023, UniPC: A Unified Predictor-Corrector Framework f
              "Diffusion Models (NeurIPS), Algorithms 2-3 (UniP-p, UniC-p, B(h) variants bh1/bh2)")
 
 
-# --- exponential-integrator phi functions --------------------------------------------------------
-
-
-def phi(k: int, z: float) -> float:
-    """The phi-function phi_k(z) = sum_{j>=0} z^j / (j + k)!  (phi_0 = e^z, phi_1 = (e^z - 1)/z,
-    phi_{k+1} = (phi_k - 1/k!) / z), by its series for |z| < 1/2 (no cancellation) and by the
-    recursion otherwise."""
-    if k < 0:
-        raise ValueError(f"phi_k needs k >= 0, got {k}")
-    if abs(z) < 0.5:
-        term, total = 1.0 / math.factorial(k), 0.0
-        for j in range(30):
-            total += term
-            term *= z / (j + k + 1)
-        return total
-    value = math.exp(z)
-    for m in range(1, k + 1):
-        value = (value - 1.0 / math.factorial(m - 1)) / z
-    return value
-
-
-# --- Lagrange weights ----------------------------------------------------------------------------
-
-
-def lagrange_weights(nodes: Sequence[float], a: float, b: float, log: bool = False) -> list[float]:
-    """w_j = int_a^b l_j(u(sigma)) dsigma for the Lagrange basis l_j on u(nodes), u = sigma or
-    u = log sigma (``log=True``; then b may be 0, where the integrand vanishes).  Exact: the basis
-    polynomials are integrated in closed form."""
-    nodes = [float(v) for v in nodes]
-    if len(set(nodes)) != len(nodes):
-        raise ValueError(f"Lagrange nodes must be distinct, got {nodes}")
-    if log and (min(nodes) <= 0 or a <= 0 or b < 0):
-        raise ValueError("log-sigma interpolation needs positive nodes and a >= b >= 0")
-    u = [math.log(v) for v in nodes] if log else nodes
-    weights = []
-    for j, uj in enumerate(u):
-        basis = Polynomial([1.0])
-        for k, uk in enumerate(u):
-            if k != j:
-                basis = basis * Polynomial([-uk, 1.0]) / (uj - uk)
-        if not log:
-            anti = basis.integ()
-            weights.append(float(anti(b) - anti(a)))
-        else:
-            # int P(u) e^u du = e^u (P - P' + P'' - ...)
-            series, term, sign = Polynomial([0.0]), basis, 1.0
-            while True:
-                series = series + sign * term
-                if term.degree() == 0:
-                    break
-                term, sign = term.deriv(), -sign
-            upper = 0.0 if b == 0 else b * float(series(math.log(b)))
-            weights.append(upper - a * float(series(math.log(a))))
-    return weights
-
-
-# --- the shared base -------------------------------------------------------------------------------
-
-
-class Multistep(Solver):
-    """History-based solvers: one model call per step, an ``order`` with warm-up and
-    ``lower_order_final``, and ``denoise_to_zero`` (module docstring)."""
-
-    max_order: int = 3
-    default_lower_order_final: bool = True
-
-    def __init__(self, order: int = 2, lower_order_final: bool | None = None, denoise_to_zero: bool = False, **base):
-        super().__init__(**base)
-        if int(order) != order or not 1 <= order <= self.max_order:
-            raise ValueError(f"{self.info.name} order must be an integer in 1..{self.max_order}, got {order}")
-        self.order = int(order)
-        self.lower_order_final = self.default_lower_order_final if lower_order_final is None else bool(lower_order_final)
-        self.denoise_to_zero = bool(denoise_to_zero)
-        if self.denoise_to_zero and self.final == "zero" and not isinstance(self.grid_name, (list, tuple)):
-            raise ValueError(f"{self.info.name}: denoise_to_zero needs final='sigma_min' (a grid ending at zero already "
-                             f"ends with the denoising step x = D(x; sigma_min))")
-        self.info = dataclasses.replace(type(self).info, order=self.declared_order())
-
-    def declared_order(self) -> int:
-        return self.order
-
-    def step_order(self, i: int, steps: int) -> int:
-        """Order of step i of ``steps``: warm-up min(order, i + 1); lower_order_final min(., steps - i)."""
-        order = min(self.order, i + 1)
-        return min(order, steps - i) if self.lower_order_final else order
-
-    def finish(self, ctx: Context, x: Tensor) -> Tensor:
-        """The optional final denoise at the last (positive) sigma: one more call."""
-        if self.denoise_to_zero:
-            if ctx.grid.final == "zero":
-                raise ValueError(f"{self.info.name}: denoise_to_zero on a grid that already ends at sigma = 0")
-            x = ctx.denoise(x, ctx.sigma[-1])
-        return x
-
-    def nfe_for_steps(self, steps: int) -> int:
-        return steps + int(self.denoise_to_zero)
-
-    def steps_for_nfe(self, nfe: int) -> int:
-        least = 1 + int(self.denoise_to_zero)
-        if int(nfe) != nfe or nfe < least:
-            raise ValueError(f"solver {self.info.name!r} needs an NFE budget of at least {least}, got {nfe}")
-        return int(nfe) - int(self.denoise_to_zero)
-
-
 # --- Adams-Bashforth in sigma: LMS and DEIS ----------------------------------------------------------
 
 
 class _SigmaAdams(Multistep):
-    """x_{i+1} = x_i + sum_j w_ij eps_{i-j} with the Lagrange weights of :func:`lagrange_weights`."""
+    """x_{i+1} = x_i + sum_j w_ij eps_{i-j} with the Lagrange weights of ``blocks.lagrange_weights``."""
 
     log_interpolation = False
     zero_step_first_order = False
@@ -187,13 +73,8 @@ class _SigmaAdams(Multistep):
             if not weights[i]:
                 x = d
                 break
-            eps = (eps + [torch.sub(x, d).div_(sigma[i])])[-self.order:]  # (x - d) / sigma_i
-            # x + sum_j w_j e_j, i.e. x + (((0 + w_0 e_0) + w_1 e_1) + ...), accumulated in place in one
-            # fresh tensor: the same operations in the same order (bit for bit), fewer allocations
-            acc = None
-            for w, e in zip(weights[i], reversed(eps)):
-                acc = torch.mul(e, w).add_(0) if acc is None else acc.add_(torch.mul(e, w))
-            x = acc.add_(x)
+            eps = (eps + [(x - d) / sigma[i]])[-self.order:]
+            x = x + sum(w * e for w, e in zip(weights[i], reversed(eps)))
         return self.finish(ctx, x)
 
 
@@ -212,12 +93,8 @@ class LMS(_SigmaAdams):
     info = SolverInfo(name="lms", family="k-diffusion", kind="ode", order=4, calls_per_step=1,
                       paper=LMS_REF, grid="karras")
     max_order = 4
-    default_lower_order_final = False
-
-    def __init__(self, order: int = 4, denoise_to_zero: bool = False, grid=None, final=None, grid_options=None,
-                 preconditioner=None):
-        super().__init__(order=order, lower_order_final=False, denoise_to_zero=denoise_to_zero, grid=grid, final=final,
-                         grid_options=grid_options, preconditioner=preconditioner)
+    defaults = {"order": 4}
+    pinned = {"lower_order_final": False}
 
 
 @register
@@ -237,9 +114,7 @@ class DEIS(_SigmaAdams):
     info = SolverInfo(name="deis", family="deis", kind="ode", order=3, calls_per_step=1, paper=DEIS_REF)
     log_interpolation = True
     zero_step_first_order = True
-
-    def __init__(self, order: int = 3, lower_order_final: bool = True, denoise_to_zero: bool = False, **base):
-        super().__init__(order=order, lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, **base)
+    defaults = {"order": 3}
 
 
 # --- UniPC ---------------------------------------------------------------------------------------------
@@ -273,12 +148,11 @@ class UniPC(Multistep):
 
     info = SolverInfo(name="unipc", family="unipc", kind="ode", order=3, calls_per_step=1, paper=UNIPC_REF)
 
-    def __init__(self, order: int = 2, variant: str = "bh2", corrector: bool = True, lower_order_final: bool = True,
-                 denoise_to_zero: bool = False, **base):
+    def __init__(self, variant: str = "bh2", corrector: bool = True, **base):
         if variant not in ("bh1", "bh2"):
             raise ValueError(f"unipc variant must be 'bh1' or 'bh2', got {variant!r}")
         self.variant, self.corrector = variant, bool(corrector)
-        super().__init__(order=order, lower_order_final=lower_order_final, denoise_to_zero=denoise_to_zero, **base)
+        super().__init__(**base)
 
     def declared_order(self) -> int:
         return self.order + int(self.corrector)

@@ -19,6 +19,7 @@ the batch).  A step to sigma = 0 (where the drift is singular) is the denoising 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -34,24 +35,15 @@ ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 ERROR_NORMS = ("sample_max", "batch")
 
 
-class _FixedStepsBudget:
-    """steps_for_nfe for solvers whose cost a budget cannot fix: the budget is accepted and ignored."""
-
-    def steps_for_nfe(self, nfe: int) -> int:
-        if int(nfe) != nfe or nfe < 1:
-            raise ValueError(f"solver {self.info.name!r} needs a positive integer NFE budget, got {nfe}")
-        return self.fixed_steps
-
-
 @register
-class ODEAdaptive(_FixedStepsBudget, Solver):
+class ODEAdaptive(Solver):
     """Adaptive Runge-Kutta (default Dormand-Prince 5(4), torchdiffeq ``dopri5``) on the probability-flow
     ODE dx/dsigma = (x - D)/sigma (Karras et al. 2022, Eq. 4; score_sde's RK45 ODE sampler), from sigma_max
     to the last positive sigma, tolerances ``rtol``, ``atol``; with final='zero' a last call x = D(x; sigma_min).
 
     NFE: whatever the controller needs (counted; ``sample`` reports it).  An NFE budget cannot be
-    honoured, so ``steps_for_nfe`` ignores it: the grid is [sigma_max, sigma_min] (+ 0), and the tolerances
-    set the cost.
+    honoured (``adaptive=True`` in its info), so it is accepted and ignored: the grid is
+    [sigma_max, sigma_min] (+ 0), and the tolerances set the cost.
 
     Error norm.  The step controller sees one number per step for the whole batch, so the step sequence
     depends on the batch.  ``error_norm="sample_max"`` (default) takes the RMS of each sample's scaled
@@ -62,9 +54,7 @@ class ODEAdaptive(_FixedStepsBudget, Solver):
     """
 
     info = SolverInfo(name="ode_adaptive", family="reference", kind="ode", order=5, calls_per_step=1,
-                      paper=TORCHDIFFEQ + "; Dormand & Prince 1980 on Karras et al. 2022, Eq. 4")
-    #: the NFE is set by the tolerances: budgets are ignored and nfe_for_steps cannot answer
-    adaptive = True
+                      paper=TORCHDIFFEQ + "; Dormand & Prince 1980 on Karras et al. 2022, Eq. 4", adaptive=True)
 
     def __init__(self, rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", error_norm: str = "sample_max",
                  **base):
@@ -77,9 +67,6 @@ class ODEAdaptive(_FixedStepsBudget, Solver):
             raise ValueError(f"error_norm must be one of {ERROR_NORMS}, got {error_norm!r}")
         self.rtol, self.atol, self.method, self.error_norm = float(rtol), float(atol), method, error_norm
         self.fixed_steps = 2 if self.final == "zero" else 1
-
-    def nfe_for_steps(self, steps: int) -> int:
-        raise ValueError("ode_adaptive's NFE is set by its tolerances, not by a step count; run it and read the count")
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         from torchdiffeq import odeint
@@ -193,29 +180,15 @@ class SDEReference(Solver):
     """
 
     info = SolverInfo(name="sde_reference", family="reference", kind="sde", order=1, calls_per_step=1,
-                      paper=TORCHSDE + "; reverse SDE of Karras et al. 2022, Eq. 6", grid="karras")
-    METHODS = {"euler": 1, "srk": 2}
+                      paper=TORCHSDE + "; reverse SDE of Karras et al. 2022, Eq. 6", grid="karras", zero_step_calls=1)
+    METHODS = {"euler": 1, "srk": 2}  # model calls per step
 
     def __init__(self, method: str = "euler", **base):
         super().__init__(**base)
         if method not in self.METHODS:
             raise ValueError(f"sde_reference method must be one of {tuple(self.METHODS)}, got {method!r}")
         self.method = method
-
-    @property
-    def calls_per_step(self) -> int:
-        return self.METHODS[self.method]
-
-    def nfe_for_steps(self, steps: int) -> int:
-        k = self.calls_per_step
-        return k * steps if self.final == "sigma_min" else k * (steps - 1) + 1
-
-    def steps_for_nfe(self, nfe: int) -> int:
-        k = self.calls_per_step
-        least = k if self.final == "sigma_min" else 1
-        if int(nfe) != nfe or nfe < least:
-            raise ValueError(f"solver 'sde_reference' needs an NFE budget of at least {least}, got {nfe}")
-        return int(nfe) // k if self.final == "sigma_min" else (int(nfe) - 1) // k + 1
+        self.info = dataclasses.replace(type(self).info, calls_per_step=self.METHODS[method])
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         import torchsde

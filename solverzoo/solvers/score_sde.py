@@ -17,6 +17,7 @@ Gaussian draws become ``M z`` and, for PDS, the score becomes ``M M^T score``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -49,8 +50,7 @@ class _ScoreSDESolver(Solver):
 
     def prior(self, ctx: Context, z: Tensor) -> Tensor:
         """score_sde's prior: sigma_max M z for VE; M z in x (so z / s_0 in x_hat) for VP."""
-        if self.preconditioner is not None:
-            z = self.preconditioner.noise(z)
+        z = ctx.precondition_noise(z)
         if ctx.process.prior_includes_data:
             return z / float(ctx.grid.s[0])
         return ctx.sigma[0] * z
@@ -140,18 +140,7 @@ class PredictorCorrector(_ScoreSDESolver):
         if corrector_norm not in ("sample", "batch"):
             raise ValueError(f"corrector_norm must be 'sample' or 'batch', got {corrector_norm!r}")
         self.snr, self.n_corrector, self.corrector_norm = float(snr), int(n_corrector), corrector_norm
-
-    @property
-    def calls_per_step(self) -> int:
-        return 1 + self.n_corrector
-
-    def steps_for_nfe(self, nfe: int) -> int:
-        if int(nfe) != nfe or nfe < self.calls_per_step:
-            raise ValueError(f"solver {self.info.name!r} needs an NFE budget of at least {self.calls_per_step}, got {nfe}")
-        return int(nfe) // self.calls_per_step
-
-    def nfe_for_steps(self, steps: int) -> int:
-        return self.calls_per_step * steps
+        self.info = dataclasses.replace(type(self).info, calls_per_step=1 + self.n_corrector)
 
     def make_grid(self, process, steps: int):
         """With ``base_steps`` N0 (or ``speed_up`` k), PDS's speed-up semantics: N = N0 / k

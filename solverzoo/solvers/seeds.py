@@ -58,8 +58,10 @@ so TDAS filters M compose: the path becomes M W) and
     data:  a_j = (sigma_j / sigma_{j-1})^2,  b_j = sigma_j sqrt(1 - (sigma_j / sigma_{j-1})^2)
     noise: a_j = 1,                          b_j = sqrt(sigma_{j-1}^2 - sigma_j^2),
 
-which gives the exact joint covariance of (N_2, N_3, N_t).  :func:`noise_chain` returns
+which gives the exact joint covariance of (N_2, N_3, N_t).  ``blocks.noise_chain`` returns
 these (a_j, b_j); the tests drive the solvers along a given fine Brownian path with it.
+The schemes themselves are :class:`~solverzoo.solvers.blocks.ExponentialRK` (shared with
+DPM-Solver++(2S)).
 
 The official code differs here.  (1) Its second-order final noise N_t (data and noise
 prediction) weights the stage draw and the fresh draw with the c2 <-> 1 - c2 mirror image of
@@ -89,182 +91,26 @@ h -> inf limit of every scheme above, and NFE = stages x (steps - 1) + 1.
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Sequence
 
-import torch
-from torch import Tensor
+from .base import SolverInfo, register
+from .blocks import ExponentialRK
 
-from .base import Context, Solver, SolverInfo, register
-
-__all__ = ["SEEDS1", "SEEDS2", "SEEDS3", "ETDERK", "noise_chain", "stage_sigmas", "PREDICTIONS"]
+__all__ = ["SEEDS1", "SEEDS2", "SEEDS3", "ETDERK"]
 
 SEEDS = ("Gonzalez et al. 2023, SEEDS: Exponential SDE Solvers for Fast High-Quality Sampling from "
          "Diffusion Models (NeurIPS)")
-PREDICTIONS = ("data", "noise")
-
-
-# --- coefficients ----------------------------------------------------------------------------
-
-
-def _z_plus_expm1_neg(z: float) -> float:
-    """z + e^{-z} - 1 = z^2/2 - z^3/6 + ..., without cancellation for small z."""
-    if abs(z) < 1e-2:
-        return z * z * (1 / 2 - z * (1 / 6 - z * (1 / 24 - z * (1 / 120 - z / 720))))
-    return z + math.expm1(-z)
-
-
-def _expm1_minus_z(z: float) -> float:
-    """e^z - 1 - z = z^2/2 + z^3/6 + ..., without cancellation for small z."""
-    if abs(z) < 1e-2:
-        return z * z * (1 / 2 + z * (1 / 6 + z * (1 / 24 + z * (1 / 120 + z / 720))))
-    return math.expm1(z) - z
-
-
-def stage_sigmas(sigma_s: float, sigma_t: float, c: Sequence[float]) -> list[float]:
-    """sigma at lambda_s + c h for each c (h = log(sigma_s / sigma_t)): sigma_s (sigma_t/sigma_s)^c."""
-    return [sigma_s * (sigma_t / sigma_s) ** ci for ci in c]
-
-
-def noise_chain(sigmas: Sequence[float], prediction: str = "data") -> list[tuple[float, float]]:
-    """(a_j, b_j) of the running noise N_j = a_j N_{j-1} + b_j xi_j over the sub-intervals
-    sigmas[0] > sigmas[1] > ... of one step (N_0 = 0, xi_j independent standard normals).
-
-    N_j is then exactly the stochastic integral of the step's exact solution from sigmas[0] to
-    sigmas[j], and all N_j are integrals of one Brownian path (see the module docstring)."""
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-    out = []
-    for prev, cur in zip(sigmas[:-1], sigmas[1:]):
-        if not 0 < cur <= prev:
-            raise ValueError(f"noise_chain needs 0 < sigma_j <= sigma_(j-1), got {prev} -> {cur}")
-        delta = math.log(prev / cur)
-        if prediction == "data":
-            out.append(((cur / prev) ** 2, cur * math.sqrt(-math.expm1(-2 * delta))))
-        else:
-            out.append((1.0, cur * math.sqrt(math.expm1(2 * delta))))
-    return out
-
-
-def _lin(x: Tensor, a: float, y: Tensor, b: float) -> Tensor:
-    """a x + b y in a fresh tensor, accumulated in place: the same operations in the same order as the
-    expression (the schemes below then add their other terms, left to right, in place: bit for bit)."""
-    return torch.mul(x, a).add_(torch.mul(y, b))
-
-
-class _Exponential(Solver):
-    """Shared machinery: the phi-functions, the running noise, the last step and NFE budgets.
-
-    ``kappa`` = 2 for the SDE (SEEDS), 1 for the probability-flow ODE (ETD-ERK)."""
-
-    kappa: int = 2
-    stages: int = 1
-
-    def __init__(self, prediction: str = "data", **base):
-        super().__init__(**base)
-        if prediction not in PREDICTIONS:
-            raise ValueError(
-                f"prediction must be 'data' (D, data prediction: the DPM-Solver++ form) or 'noise' "
-                f"(eps, noise prediction: the DPM-Solver form); got {prediction!r}"
-            )
-        self.prediction = prediction
-
-    # --- the exponential-integrator coefficients on x_u = L x + phi1 F_s + phi2 F' ------------
-    def L(self, u: float) -> float:
-        return math.exp(-self.kappa * u) if self.prediction == "data" else 1.0
-
-    def phi1(self, u: float, sigma_u: float) -> float:
-        if self.prediction == "data":
-            return -math.expm1(-self.kappa * u)
-        return -self.kappa * sigma_u * math.expm1(u)
-
-    def phi2(self, u: float, sigma_u: float) -> float:
-        if self.prediction == "data":
-            return _z_plus_expm1_neg(self.kappa * u) / self.kappa
-        return -self.kappa * sigma_u * _expm1_minus_z(u)
-
-    def F(self, ctx: Context, x: Tensor, sigma: float) -> Tensor:
-        """The model output the scheme expands: D (data) or eps = (x - D) / sigma (noise). One NFE."""
-        d = ctx.denoise(x, sigma)
-        return d if self.prediction == "data" else (x - d) / sigma
-
-    def noises(self, ctx: Context, x: Tensor, sigmas: Sequence[float]) -> list:
-        """The running noise N_1..N_k at sigmas[1:] (one Brownian path); zeros for the ODE."""
-        if self.kappa == 1:
-            return [0.0] * (len(sigmas) - 1)
-        out, n = [], 0.0
-        for a, b in noise_chain(sigmas, self.prediction):
-            n = torch.mul(ctx.randn_like(x), b).add_(a * n)  # a n + b z
-            out.append(n)
-        return out
-
-    # --- the three schemes --------------------------------------------------------------------
-    def step1(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
-        h = math.log(s / t)
-        (n_t,) = self.noises(ctx, x, [s, t])
-        return _lin(x, self.L(h), self.F(ctx, x, s), self.phi1(h, t)).add_(n_t)
-
-    def step2(self, ctx: Context, x: Tensor, s: float, t: float, c2: float = 0.5) -> Tensor:
-        h = math.log(s / t)
-        (s2,) = stage_sigmas(s, t, [c2])
-        n_2, n_t = self.noises(ctx, x, [s, s2, t])
-        f_s = self.F(ctx, x, s)
-        x_2 = _lin(x, self.L(c2 * h), f_s, self.phi1(c2 * h, s2)).add_(n_2)
-        f_2 = self.F(ctx, x_2, s2)
-        return (_lin(x, self.L(h), f_s, self.phi1(h, t))
-                .add_(torch.sub(f_2, f_s).mul_(self.phi1(h, t) / (2 * c2))).add_(n_t))
-
-    def step3(self, ctx: Context, x: Tensor, s: float, t: float, c2: float = 1 / 3, c3: float = 2 / 3) -> Tensor:
-        h = math.log(s / t)
-        s2, s3 = stage_sigmas(s, t, [c2, c3])
-        n_2, n_3, n_t = self.noises(ctx, x, [s, s2, s3, t])
-        f_s = self.F(ctx, x, s)
-        x_2 = _lin(x, self.L(c2 * h), f_s, self.phi1(c2 * h, s2)).add_(n_2)
-        f_2 = self.F(ctx, x_2, s2)
-        x_3 = (_lin(x, self.L(c3 * h), f_s, self.phi1(c3 * h, s3))
-               .add_(torch.sub(f_2, f_s).mul_(self.phi2(c3 * h, s3) / (c2 * h))).add_(n_3))
-        f_3 = self.F(ctx, x_3, s3)
-        return (_lin(x, self.L(h), f_s, self.phi1(h, t))
-                .add_(torch.sub(f_3, f_s).mul_(self.phi2(h, t) / (c3 * h))).add_(n_t))
-
-    def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
-        raise NotImplementedError
-
-    def run(self, ctx: Context, x: Tensor) -> Tensor:
-        sigma = ctx.sigma
-        for i in range(ctx.grid.steps):
-            if sigma[i + 1] == 0:  # h = inf: every scheme's limit is the denoiser
-                x = ctx.denoise(x, sigma[i])
-            else:
-                x = self.step(ctx, x, sigma[i], sigma[i + 1])
-        return x
-
-    # --- budgets: stages x steps; a final step to sigma = 0 is one call ------------------------
-    @property
-    def calls_per_step(self) -> int:
-        return self.stages
-
-    def nfe_for_steps(self, steps: int) -> int:
-        return self.stages * steps if self.final == "sigma_min" else self.stages * (steps - 1) + 1
-
-    def steps_for_nfe(self, nfe: int) -> int:
-        least = self.stages if self.final == "sigma_min" else 1
-        if int(nfe) != nfe or nfe < least:
-            raise ValueError(f"solver {self.info.name!r} needs an NFE budget of at least {least}, got {nfe}")
-        nfe = int(nfe)
-        return nfe // self.stages if self.final == "sigma_min" else (nfe - 1) // self.stages + 1
 
 
 def _seeds_info(order: int) -> SolverInfo:
     return SolverInfo(
         name=f"seeds{order}", family="seeds", kind="sde", order=order, calls_per_step=order,
         paper=SEEDS + f", SEEDS-{order} (exponential integrator of the reverse SDE, data/noise prediction)",
-        grid="karras", final="sigma_min", preconditioning=frozenset({"noise"}),
+        grid="karras", final="sigma_min", zero_step_calls=1, preconditioning=frozenset({"noise"}),
     )
 
 
 @register
-class SEEDS1(_Exponential):
+class SEEDS1(ExponentialRK):
     """SEEDS-1 (Gonzalez et al. 2023): one exact-in-the-linear-part step of the reverse SDE.
 
     Data prediction (default), sigma_s -> sigma_t, xi ~ N(0, I):
@@ -275,14 +121,13 @@ class SEEDS1(_Exponential):
     """
 
     info = _seeds_info(1)
-    stages = 1
 
     def step(self, ctx, x, s, t):
         return self.step1(ctx, x, s, t)
 
 
 @register
-class SEEDS2(_Exponential):
+class SEEDS2(ExponentialRK):
     """SEEDS-2 (Gonzalez et al. 2023): one stage at lambda_s + c2 h (default c2 = 1/2), data
     prediction:
 
@@ -293,10 +138,9 @@ class SEEDS2(_Exponential):
     """
 
     info = _seeds_info(2)
-    stages = 2
 
-    def __init__(self, c2: float = 0.5, prediction: str = "data", **base):
-        super().__init__(prediction=prediction, **base)
+    def __init__(self, c2: float = 0.5, **base):
+        super().__init__(**base)
         if not 0 < c2 <= 1:
             raise ValueError(f"c2 must be in (0, 1], got {c2}")
         self.c2 = float(c2)
@@ -306,7 +150,7 @@ class SEEDS2(_Exponential):
 
 
 @register
-class SEEDS3(_Exponential):
+class SEEDS3(ExponentialRK):
     """SEEDS-3 (Gonzalez et al. 2023): stages at lambda_s + h/3 and lambda_s + 2h/3, data
     prediction (phi(u) = 1 + (e^{-2u} - 1) / (2u)):
 
@@ -316,14 +160,13 @@ class SEEDS3(_Exponential):
     """
 
     info = _seeds_info(3)
-    stages = 3
 
     def step(self, ctx, x, s, t):
         return self.step3(ctx, x, s, t)
 
 
 @register
-class ETDERK(_Exponential):
+class ETDERK(ExponentialRK):
     """ETD-ERK (Gonzalez et al. 2023's noise-free exponential Runge-Kutta schemes): the SEEDS
     stage structure on the probability-flow ODE, e^{-h} in place of e^{-2h} and no noise.
     ``order`` 1, 2 (c2 = 1/2) or 3 (1/3, 2/3); data prediction = DPM-Solver++(1/2S/3S),
@@ -335,21 +178,17 @@ class ETDERK(_Exponential):
     info = SolverInfo(
         name="etd_erk", family="seeds", kind="ode", order=3, calls_per_step=3,
         paper=SEEDS + ", ETD-ERK (exponential Runge-Kutta on the probability-flow ODE)",
-        grid="karras", final="sigma_min",
+        grid="karras", final="sigma_min", zero_step_calls=1,
     )
     kappa = 1
 
-    def __init__(self, order: int = 3, prediction: str = "data", **base):
+    def __init__(self, order: int = 3, **base):
         if order not in (1, 2, 3):
             raise ValueError(f"etd_erk order must be 1, 2 or 3, got {order!r}")
         self.order = int(order)
         # this instance's metadata: order and calls per step follow the option
         self.info = dataclasses.replace(type(self).info, order=self.order, calls_per_step=self.order)
-        super().__init__(prediction=prediction, **base)
-
-    @property
-    def stages(self) -> int:
-        return self.order
+        super().__init__(**base)
 
     def step(self, ctx, x, s, t):
         return (self.step1, self.step2, self.step3)[self.order - 1](ctx, x, s, t)
