@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..processes import Process, VEProcess, get_process
+from ..processes import DiscreteVPProcess, Process, VEProcess, get_process
 from .base import Model
 from .learned import DenoiserModel, load_solverzoo_file
 
@@ -65,69 +65,6 @@ __all__ = [
 ]
 
 _F64 = torch.float64
-
-
-# ----------------------------------------------------------------------------- discrete VP
-class DiscreteVPProcess(Process):
-    """The VP process of a DDPM scheduler's discrete betas, in the EDM frame.
-
-    sigma_k = sqrt((1 - abar_k) / abar_k), k = 0..T-1; the process time t is the (fractional)
-    timestep index, with log sigma linear between neighbouring indices (k-diffusion's
-    ``t_to_sigma`` / ``sigma_to_t``), and s(t) = 1 / sqrt(1 + sigma(t)^2) = sqrt(abar).
-    t_min = 0, t_max = T - 1; the native grid is uniform in t (DDPM's timesteps).
-    """
-
-    name = "vp-discrete"
-    native_grid = "uniform_t"
-    prior_includes_data = True
-
-    def __init__(self, alphas_cumprod: Tensor | list[float]):
-        ac = torch.as_tensor(alphas_cumprod, dtype=_F64).flatten()
-        if ac.numel() < 2 or not bool(((ac > 0) & (ac < 1)).all()) or not bool((ac[1:] < ac[:-1]).all()):
-            raise ValueError("alphas_cumprod must hold at least 2 values in (0, 1), strictly decreasing")
-        self.alphas_cumprod = ac
-        self.sigmas = ((1 - ac) / ac).sqrt()
-        self.log_sigmas = self.sigmas.log()
-        self.num_timesteps = ac.numel()
-        self.t_min, self.t_max = 0.0, float(self.num_timesteps - 1)
-        self.sigma_min, self.sigma_max = float(self.sigmas[0]), float(self.sigmas[-1])
-
-    @classmethod
-    def from_betas(cls, betas) -> "DiscreteVPProcess":
-        betas = torch.as_tensor(betas, dtype=_F64)
-        return cls(torch.cumprod(1 - betas, 0))
-
-    def _split(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        t = torch.as_tensor(t, dtype=_F64).clamp(0, self.t_max)
-        low = t.floor().clamp(max=self.num_timesteps - 2).long()
-        return low, t - low
-
-    def sigma(self, t):
-        low, w = self._split(t)
-        return torch.exp((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[low + 1])
-
-    def sigma_deriv(self, t):
-        low, _ = self._split(t)
-        return self.sigma(t) * (self.log_sigmas[low + 1] - self.log_sigmas[low])
-
-    def t_of_sigma(self, sigma):
-        sigma = torch.as_tensor(sigma, dtype=_F64)
-        log_sigma = sigma.clamp_min(1e-300).log()
-        low = (torch.searchsorted(self.log_sigmas, log_sigma.reshape(-1), right=True) - 1)
-        low = low.clamp(0, self.num_timesteps - 2).reshape(log_sigma.shape)
-        lo, hi = self.log_sigmas[low], self.log_sigmas[low + 1]
-        w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-        return low.to(_F64) + w
-
-    def s(self, t):
-        return 1 / torch.sqrt(1 + self.sigma(t) ** 2)
-
-    def s_deriv(self, t):
-        sig = self.sigma(t)
-        return -sig * self.sigma_deriv(t) / (1 + sig**2) ** 1.5
-
-    def describe(self):
-        return {**super().describe(), "num_timesteps": self.num_timesteps}
 
 
 # ----------------------------------------------------------------------------- diffusers
