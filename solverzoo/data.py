@@ -16,9 +16,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DIGITS", "load_digits", "load_images", "load_dataset", "to_unit", "to_uint8"]
+__all__ = ["DIGITS", "PATCHES", "DATASETS", "load_digits", "load_patches", "patch_sources", "load_images",
+           "load_dataset", "to_unit", "to_uint8"]
 
 DIGITS = "digits"
+PATCHES = "patches"
+#: named datasets that ship inside installed packages (nothing is downloaded)
+DATASETS = (DIGITS, PATCHES)
+
+#: colour photographs stored inside the scikit-image wheel (skimage/data/*), by file name
+#: (natural scenes only: no synthetic charts, no near-uniform medical images)
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                  "ihc.png", "hubble_deep_field.jpg")
+#: crop sizes in source pixels, each downsampled (area average) to the patch resolution
+PATCH_SCALES = (32, 48, 64, 96, 128)
 
 
 def load_digits(with_labels: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -34,6 +45,70 @@ def load_digits(with_labels: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     if with_labels:
         return images, torch.from_numpy(data.target.astype(np.int64))
     return images
+
+
+def patch_sources() -> list[tuple[str, np.ndarray]]:
+    """The colour photographs the ``patches`` data is cut from, as (name, uint8 H x W x 3) pairs:
+    scikit-learn's two sample images (``load_sample_images``) and the colour photographs of
+    :data:`SKIMAGE_PHOTOS` that are present in the installed scikit-image wheel (read from its
+    ``data`` folder, so no image is fetched)."""
+    sources = []
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ValueError("the patches data needs scikit-learn: pip install scikit-learn") from err
+    bunch = load_sample_images()
+    sources += [(Path(f).name, img) for f, img in zip(bunch.filenames, bunch.images)]
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("skimage")
+    except (ImportError, ValueError):  # pragma: no cover
+        spec = None
+    if spec is not None and spec.origin is not None:
+        from PIL import Image
+
+        folder = Path(spec.origin).parent / "data"
+        for name in SKIMAGE_PHOTOS:
+            f = folder / name
+            if f.is_file():
+                a = np.asarray(Image.open(f).convert("RGB"))
+                if min(a.shape[:2]) >= max(PATCH_SCALES):
+                    sources.append((name, a))
+    return sources
+
+
+def load_patches(num: int = 50_000, resolution: int = 32, seed: int = 0) -> Tensor:
+    """``num`` random colour patches, float32 (num, 3, resolution, resolution) in [-1, 1].
+
+    The patches are drawn from one generator seeded by ``seed``: for each, a source photograph
+    (uniformly, so every photograph contributes equally), a crop size from :data:`PATCH_SCALES` (times
+    resolution / 32), a position, and a horizontal flip; the crop is area-averaged down to
+    ``resolution``.  Several scales give the patches a natural, roughly 1/f^2, power spectrum
+    across the whole frequency range.
+    """
+    import torch.nn.functional as F
+
+    sources = patch_sources()
+    images = [torch.from_numpy(np.array(a)).permute(2, 0, 1) for _, a in sources]
+    rng = np.random.default_rng(seed)
+    which = rng.integers(len(images), size=num)
+    scale_ix = rng.integers(len(PATCH_SCALES), size=num)
+    u = rng.random((num, 2))
+    flips = rng.random(num) < 0.5
+    out = torch.empty(num, 3, resolution, resolution)
+    for i in range(num):
+        img = images[which[i]]
+        size = PATCH_SCALES[scale_ix[i]] * resolution // 32
+        top = int(u[i, 0] * (img.shape[1] - size + 1))
+        left = int(u[i, 1] * (img.shape[2] - size + 1))
+        crop = img[:, top:top + size, left:left + size].float()
+        if flips[i]:
+            crop = crop.flip(-1)
+        if size != resolution:
+            crop = F.interpolate(crop[None], size=(resolution, resolution), mode="area")[0]
+        out[i] = crop
+    return out / 127.5 - 1.0
 
 
 def load_images(path: str | Path, num: int | None = None) -> Tensor:
@@ -84,10 +159,12 @@ def load_images(path: str | Path, num: int | None = None) -> Tensor:
 
 
 def load_dataset(data: str | Path, num: int | None = None) -> Tensor:
-    """``"digits"`` or a path (see :func:`load_images`) -> float32 (N, C, H, W) in [-1, 1]."""
+    """``"digits"``, ``"patches"`` or a path (see :func:`load_images`) -> float32 (N, C, H, W) in [-1, 1]."""
     if str(data) == DIGITS:
         x = load_digits()
         return x if num is None else x[:num]
+    if str(data) == PATCHES:
+        return load_patches() if num is None else load_patches(num)
     return load_images(data, num)
 
 
