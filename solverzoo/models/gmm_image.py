@@ -16,6 +16,13 @@ benchmark needs is exact:
   ``(seed, i, DATA)``;
 * ``data_mean`` / ``data_cov`` / ``apply_cov`` / ``power_spectrum``: exact moments.
 
+Class-conditional (``conditional=True``): component ``k`` is class ``k``.  Given the class, x0 is
+the single Gaussian ``N(mu_k, Sigma)``, whose denoiser is closed-form,
+``D(x_hat; sigma, k) = mu_k + Sigma (Sigma + sigma^2 I)^-1 (x_hat - mu_k)``, i.e. the mixture
+denoiser with the responsibilities replaced by the one-hot of ``k``; rows with the null label
+(or no labels) get the exact unconditional (mixture) denoiser.  Classifier-free guidance
+combines the two (solverzoo.models.guidance).
+
 Half-spectrum bookkeeping.  ``rfft2`` keeps columns ``0 .. W//2`` of the full
 spectrum.  A column ``0 < j < W/2`` stands for itself and its conjugate mirror
 ``(-i, W - j)``, so sums over the full spectrum weight it by 2; column 0 and (for
@@ -36,7 +43,9 @@ from torch import Tensor
 
 from ..noise import DATA, sample_seed
 from ..processes import Process, get_process
-from .base import AnalyticModel
+from .base import NULL_LABEL, AnalyticModel
+from .faces import face_means
+from .gmm_fit import kmeans
 
 __all__ = ["GMMImage", "colour_transform", "face_means", "half_spectrum_weights", "MAX_DENSE_DIM"]
 
@@ -94,111 +103,6 @@ def _symmetrize_spectrum(lam: Tensor, width: int) -> Tensor:
     return lam
 
 
-def _soft_mask(sdf: np.ndarray, softness: float) -> np.ndarray:
-    """Anti-aliased inside-mask from a signed distance (negative inside)."""
-    return 1.0 / (1.0 + np.exp(np.clip(sdf / softness, -60, 60)))
-
-
-def _paint(img: np.ndarray, colour, mask: np.ndarray) -> None:
-    """Alpha-composite ``colour`` over ``img`` in place: img <- img + mask (colour - img)."""
-    img -= mask * (img - colour)
-
-
-def _ellipse_sdf(u, v, cu, cv, a, b):
-    r = np.sqrt(((u - cu) / a) ** 2 + ((v - cv) / b) ** 2)
-    return (r - 1.0) * min(a, b)
-
-
-_SKIN_LIGHT = np.array([0.96, 0.80, 0.69])
-_SKIN_DARK = np.array([0.36, 0.23, 0.16])
-_HAIR = np.array(
-    [
-        [0.08, 0.06, 0.05],  # black
-        [0.30, 0.19, 0.10],  # brown
-        [0.55, 0.38, 0.20],  # light brown
-        [0.85, 0.72, 0.45],  # blonde
-        [0.55, 0.20, 0.08],  # red
-        [0.70, 0.70, 0.70],  # grey
-    ]
-)
-
-
-def face_means(channels: int, height: int, width: int, num_components: int, seed: int = 0) -> Tensor:
-    """Procedural "aligned face" images, ``(K, C, H, W)`` float64 in [-1, 1].
-
-    Everything is drawn in normalised coordinates ``u, v in [-1, 1]`` (x to the right,
-    y down), so the layout is the same at every resolution; component ``k`` takes its
-    jitter (head size and position, skin tone, hair colour and hairline, eye spacing,
-    mouth, clothing, background) from ``numpy.random.default_rng([seed, k])``.
-    """
-    v = (np.arange(height) + 0.5) / height * 2 - 1
-    u = (np.arange(width) + 0.5) / width * 2 - 1
-    v, u = np.meshgrid(v, u, indexing="ij")
-    soft = 0.6 / min(height, width)  # edges ~1.3 pixels wide (a pixel is 2/size)
-    out = np.empty((num_components, 3, height, width))
-    for k in range(num_components):
-        rng = np.random.default_rng([int(seed), 7919, k])
-        j = lambda s: rng.uniform(-s, s)  # noqa: E731
-        # background: a muted colour with a vertical gradient
-        bg = rng.uniform(0.15, 0.85, size=3)
-        bg = 0.6 * bg + 0.4 * bg.mean()
-        img = bg[:, None, None] * (1.0 + 0.25 * j(1.0) * v[None])
-        # head geometry
-        cu, cv = j(0.06), 0.02 + j(0.06)
-        a, b = 0.46 * (1 + j(0.08)), 0.60 * (1 + j(0.06))
-        # neck, then clothing / shoulders
-        skin = np.clip(_SKIN_LIGHT + rng.uniform(0, 1) * (_SKIN_DARK - _SKIN_LIGHT) + rng.normal(0, 0.02, size=3), 0, 1)
-        neck_sdf = np.maximum(np.abs(u - cu) - 0.2 * a / 0.46, -(v - cv - 0.3))
-        m = _soft_mask(neck_sdf, soft)
-        _paint(img, (0.8 * skin)[:, None, None], m)
-        cloth = rng.uniform(0.05, 0.9, size=3)
-        m = _soft_mask(_ellipse_sdf(u, v, cu, 1.3, 0.9 + j(0.08), 0.5), soft)
-        _paint(img, cloth[:, None, None], m)
-        # hair behind and around the head
-        hair = np.clip(_HAIR[rng.integers(len(_HAIR))] + rng.normal(0, 0.03, size=3), 0, 1)
-        hair_len = rng.uniform(0.0, 0.5)
-        hair_sdf = _ellipse_sdf(u, v, cu, cv - 0.06, a * 1.14, b * 1.02)
-        hair_sdf = np.maximum(hair_sdf, v - (cv + hair_len))  # cut the hair at its length
-        m = _soft_mask(hair_sdf, soft)
-        _paint(img, hair[:, None, None], m)
-        # face, side-lit
-        shade = 1.0 - 0.12 * (u - cu) / a + 0.05 * (v - cv) / b
-        m = _soft_mask(_ellipse_sdf(u, v, cu, cv, a, b), soft)
-        _paint(img, skin[:, None, None] * shade[None], m)
-        # fringe: hair over the top of the face, above a wavy hairline
-        hairline = cv - b * (0.45 + j(0.12)) + 0.04 * np.sin(6 * (u - cu) / a + j(3.0))
-        m = _soft_mask(_ellipse_sdf(u, v, cu, cv - 0.06, a * 1.14, b * 1.02), soft)
-        m = m * _soft_mask(v - hairline, soft)
-        _paint(img, hair[:, None, None], m)
-        # eyes: sclera, iris, brows
-        eye_dx, eye_v = a * (0.40 + j(0.05)), cv - b * (0.08 + j(0.04))
-        iris = np.clip(rng.choice([[0.25, 0.15, 0.08], [0.2, 0.35, 0.55], [0.25, 0.4, 0.25]]) + rng.normal(0, 0.03, 3), 0, 1)
-        for side in (-1.0, 1.0):
-            eu = cu + side * eye_dx
-            m = _soft_mask(_ellipse_sdf(u, v, eu, eye_v, a * 0.2, b * 0.07), soft)
-            _paint(img, np.array([0.92, 0.9, 0.88])[:, None, None], m)
-            m = _soft_mask(_ellipse_sdf(u, v, eu, eye_v, a * 0.08, b * 0.065), soft)
-            _paint(img, iris[:, None, None], m)
-            m = _soft_mask(_ellipse_sdf(u, v, eu, eye_v, a * 0.035, b * 0.03), soft)
-            _paint(img, 0.03, m)
-            m = _soft_mask(_ellipse_sdf(u, v, eu, eye_v - b * 0.16, a * 0.24, b * 0.035), soft)
-            _paint(img, (0.8 * hair)[:, None, None], m)
-        # nose shadow and mouth
-        m = 0.6 * _soft_mask(_ellipse_sdf(u, v, cu + 0.02, cv + b * 0.22, a * 0.07, b * 0.12), soft)
-        _paint(img, (0.8 * skin)[:, None, None], m)
-        lips = 0.5 * skin + 0.5 * np.array([0.75, 0.25, 0.28]) + rng.normal(0, 0.03, 3)
-        mw, mh = a * (0.32 + j(0.08)), b * (0.06 + j(0.02))
-        m = _soft_mask(_ellipse_sdf(u, v, cu, cv + b * (0.5 + j(0.05)), mw, mh), soft)
-        _paint(img, np.clip(lips, 0, 1)[:, None, None], m)
-        out[k] = np.clip(img, 0.0, 1.0)
-    out = torch.from_numpy(out * 2.0 - 1.0)
-    if channels == 1:
-        out = (out * torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)[:, None, None]).sum(1, keepdim=True)
-    elif channels != 3:
-        raise ValueError(f"GMMImage supports 1 or 3 channels, got {channels}")
-    return out.contiguous()
-
-
 def _as_float64(x) -> Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -227,6 +131,8 @@ class GMMImage(AnalyticModel):
         spectrum: optional explicit ``lam`` ``(C, H, W//2+1)`` in the colour+Fourier basis.
         colour: use the luminance/chroma transform for RGB (default True).
         dtype, device: working precision / device of the denoiser buffers.
+        conditional: each component is a class (``num_classes = K``); ``denoise(x, sigma, labels)``
+            is the exact conditional denoiser of each labelled row.
     """
 
     name = "gmm-image"
@@ -253,6 +159,7 @@ class GMMImage(AnalyticModel):
         colour: bool = True,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        conditional: bool = False,
     ):
         width = height if width is None else width
         channels, height, width = int(channels), int(height), int(width)
@@ -322,6 +229,10 @@ class GMMImage(AnalyticModel):
             "spectrum_floor": float(spectrum_floor),
             "colour": bool(colour),
         }
+        if not isinstance(conditional, bool):
+            raise ValueError(f"conditional must be true or false, got {conditional!r}")
+        self.conditional = conditional
+        self.num_classes = K if conditional else 0
         self._key = self._compute_key()
         self._cache: dict = {}
         self.device = torch.device(device)
@@ -374,6 +285,7 @@ class GMMImage(AnalyticModel):
             "seed": self.seed,
             **self.options,
             "key": self._key[:12],
+            **({"conditional": True} if self.conditional else {}),
         }
 
     def __repr__(self) -> str:
@@ -473,17 +385,26 @@ class GMMImage(AnalyticModel):
         logits = logits - inv @ buf["quad"] + buf["logw"]
         return buf, X, Xv, logits, inv, s2, shared
 
-    def denoise(self, x_hat: Tensor, sigma: Tensor) -> Tensor:
+    def denoise(self, x_hat: Tensor, sigma: Tensor, labels: Tensor | None = None) -> Tensor:
         """Exact posterior mean E[x0 | x_hat], x_hat = x0 + sigma n; sigma of shape (B,).
 
         In the colour + Fourier basis, with responsibilities r_k = p(k | x_hat):
-        ``D = lam/(lam+s^2) X + s^2/(lam+s^2) sum_k r_k M_k``.
+        ``D = lam/(lam+s^2) X + s^2/(lam+s^2) sum_k r_k M_k``.  A conditional model's row with
+        label ``k >= 0`` takes ``r = e_k``: E[x0 | x_hat, k], the one Gaussian's denoiser.
         """
+        if labels is not None and not self.conditional:
+            raise ValueError("labels given to an unconditional gmm-image; use -m conditional=true")
         if x_hat.shape[0] == 0:
             return x_hat.clone()
         buf, X, Xv, logits, inv, s2, shared = self._logits_and_parts(x_hat, sigma)
         B = X.shape[0]
         r = torch.softmax(logits, dim=-1)  # (B, K), log-sum-exp stable
+        if labels is not None:
+            labels = labels.to(device=r.device, dtype=torch.long).reshape(-1)
+            if labels.numel() != B or bool((labels >= self.num_components).any()) or bool((labels < NULL_LABEL).any()):
+                raise ValueError(f"labels must be {B} values in 0..{self.num_components - 1} or {NULL_LABEL} (null)")
+            onehot = torch.nn.functional.one_hot(labels.clamp(min=0), self.num_components).to(r.dtype)
+            r = torch.where((labels >= 0)[:, None], onehot, r)
         b = (s2 * inv)[:, :, None]  # s^2 / (lam + s^2), (1 or B, dh, 1);  a = 1 - b
         if shared:
             # D = a X + r @ (b M): one elementwise product and one in-place addmm
@@ -612,7 +533,8 @@ class GMMImage(AnalyticModel):
     ) -> "GMMImage":
         """Fit the surrogate to real images ``(N, C, H, W)`` in [-1, 1].
 
-        Means by k-means (k-means++ seeding from ``seed``, Lloyd iterations), weights
+        Means by k-means (:func:`solverzoo.models.gmm_fit.kmeans`: k-means++ seeding from ``seed``,
+        Lloyd iterations), weights
         from the cluster sizes (empty clusters are dropped), and the spectrum from the
         mean power spectrum of the residuals ``x - mu_{k(x)}`` in the colour + Fourier
         basis (corrected by N / (N - K) for the fitted means), floored at ``spectrum_floor``.
@@ -634,35 +556,7 @@ class GMMImage(AnalyticModel):
         def chunk64(sl):
             return flat[sl].to(torch.float64)
 
-        if K == 1:
-            centres = sum(chunk64(sl).sum(0) for sl in chunks)[None] / N
-            assign = torch.zeros(N, dtype=torch.long, device=dev)
-        else:
-            gen = torch.Generator(device="cpu").manual_seed(int(seed))
-            centres = cls._kmeans_pp(flat, K, chunks, gen)
-            assign = None
-            for _ in range(int(kmeans_iters)):
-                new = torch.cat([cls._nearest(chunk64(sl), centres) for sl in chunks])
-                sums = torch.zeros_like(centres)
-                counts = torch.zeros(K, dtype=torch.float64, device=dev)
-                for sl in chunks:
-                    sums.index_add_(0, new[sl], chunk64(sl))
-                    counts.index_add_(0, new[sl], torch.ones(sl.stop - sl.start, dtype=torch.float64, device=dev))
-                keep = counts > 0
-                centres = torch.where(keep[:, None], sums / counts.clamp_min(1)[:, None], centres)
-                if assign is not None and torch.equal(new, assign):
-                    break
-                assign = new
-            assign = torch.cat([cls._nearest(chunk64(sl), centres) for sl in chunks])
-            # final means = cluster averages of the final assignment
-            sums = torch.zeros_like(centres)
-            for sl in chunks:
-                sums.index_add_(0, assign[sl], chunk64(sl))
-            counts = torch.bincount(assign, minlength=K).to(torch.float64)
-            keep = counts > 0
-            centres = sums[keep] / counts[keep, None]
-            remap = torch.cumsum(keep.long(), 0) - 1
-            assign = remap[assign]
+        centres, assign = kmeans(flat, K, iterations=kmeans_iters, seed=seed, batch_size=batch_size)
         counts = torch.bincount(assign, minlength=centres.shape[0]).to(torch.float64)
         K = centres.shape[0]
         weights = counts / N
@@ -691,26 +585,3 @@ class GMMImage(AnalyticModel):
             spectrum_floor=spectrum_floor,
             dtype=dtype,
         )
-
-    @staticmethod
-    def _nearest(x: Tensor, centres: Tensor) -> Tensor:
-        d2 = (centres**2).sum(1)[None] - 2 * x @ centres.T
-        return d2.argmin(1)
-
-    @staticmethod
-    def _kmeans_pp(flat: Tensor, K: int, chunks, gen: torch.Generator) -> Tensor:
-        N = flat.shape[0]
-        first = int(torch.randint(N, (), generator=gen))
-        centres = [flat[first].to(torch.float64)]
-        best = None
-        for _ in range(1, K):
-            c = centres[-1]
-            d2 = torch.cat([((flat[sl].to(torch.float64) - c) ** 2).sum(1) for sl in chunks])
-            best = d2 if best is None else torch.minimum(best, d2)
-            p = best.clamp_min(0).cpu()
-            if float(p.sum()) <= 0:
-                idx = int(torch.randint(N, (), generator=gen))
-            else:
-                idx = int(torch.multinomial(p / p.sum(), 1, generator=gen))
-            centres.append(flat[idx].to(torch.float64))
-        return torch.stack(centres)

@@ -79,6 +79,7 @@ class DenoiserModel(Model):
         self.data = data
         self.default_feature = default_feature
         self.meta = dict(meta or {})
+        self.num_classes = int(getattr(net, "num_classes", 0) or 0)  # > 0: net(x, sigma, labels)
         if isinstance(net, nn.Module):
             net.eval()
 
@@ -94,10 +95,11 @@ class DenoiserModel(Model):
             self.net.to(device)
         return self
 
-    def denoise(self, x_hat: Tensor, sigma: Tensor) -> Tensor:
+    def denoise(self, x_hat: Tensor, sigma: Tensor, labels: Tensor | None = None) -> Tensor:
         dtype = self.net_dtype
+        args = (x_hat.to(dtype), sigma.to(device=x_hat.device, dtype=dtype))
         with torch.no_grad():
-            out = self.net(x_hat.to(dtype), sigma.to(device=x_hat.device, dtype=dtype))
+            out = self.net(*args) if labels is None else self.net(*args, labels)
         return out.to(x_hat.dtype)
 
     def describe(self) -> dict:

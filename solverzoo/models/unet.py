@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..processes import Process, get_process
+from .base import NULL_LABEL
 
 __all__ = ["UNetConfig", "UNet", "NULL_LABEL", "Precond", "PRECONDS", "PRECOND_PROCESS", "count_parameters"]
 
@@ -86,9 +87,6 @@ class NoiseEmbedding(nn.Module):
         arg = c_noise.reshape(-1, 1) * self.freqs.to(c_noise.dtype)
         return self.mlp(torch.cat([arg.sin(), arg.cos()], dim=1))
 
-
-#: the label of an unconditional row (the null label of a class-conditional network)
-NULL_LABEL = -1
 
 
 class LabelEmbedding(nn.Module):
