@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .grids import Grid
 from .models.base import CountingDenoiser, Model
+from .models.guidance import condition
 from .noise import INIT, NOISE_KINDS, PATH, make_noise_source
 from .preconditioners.build import FILTER_SEED
 from .solvers.base import Context, Solver, get_solver
@@ -35,6 +36,7 @@ class SampleResult:
     grid: Grid
     seconds: float
     options: dict = field(default_factory=dict)
+    conditioning: dict | None = None  # labels and guidance weight (solverzoo.models.guidance), if any
     noise: str = "cpu"  # the noise source (solverzoo.noise.NOISE_KINDS)
     filters: object | None = None  # the operator the run used (PDS, TDAS), if any
     filters_estimate: dict | None = None  # TDAS appendix A.2: the radial filter estimated from a pilot run
@@ -49,6 +51,7 @@ class SampleResult:
             "final": self.grid.final,
             "options": self.options,
             "seconds": self.seconds,
+            **({"conditioning": self.conditioning} if self.conditioning else {}),
             "noise": self.noise,
         }
 
@@ -96,10 +99,16 @@ def sample(
     dtype: torch.dtype = torch.float32,
     start_index: int = 0,
     on_batch: Callable[[int], None] | None = None,
+    guidance: float | None = None,
+    labels=None,
     noise: str = "cpu",
     **solver_options,
 ) -> SampleResult:
     """Sample ``num_samples`` images with ``solver`` under an NFE budget (or a step count).
+
+    ``guidance=w`` (and/or ``labels``: ``"0,1,2"`` cycled, ``"all"``, ``"random"``) samples a
+    class-conditional model with classifier-free guidance ``D_u + w (D_c - D_u)``
+    (solverzoo.models.guidance): labels follow the sample index; one guided call is one NFE.
 
     Sample ``i`` (``start_index <= i < start_index + num_samples``) draws its initial
     noise and its noise path from generators seeded by ``(seed, i)``: it is the same
@@ -121,6 +130,7 @@ def sample(
     steps = solver.steps_for_nfe(nfe) if steps is None else int(steps)
     device = resolve_device(device)
     model = model.to(device, dtype)
+    guided, conditioning = condition(model, guidance, labels, seed)
     solver.check_model(model)
     grid = solver.make_grid(model.process, steps)
     filters, estimate = build_filters(solver, model, grid, device, dtype)
@@ -131,7 +141,7 @@ def sample(
     outputs, counted = [], set()
     start = time.perf_counter()
     for indices in batches(start_index, num_samples, batch_size):
-        denoiser = CountingDenoiser(model)
+        denoiser = CountingDenoiser(guided, None if conditioning is None else conditioning.labels_for(indices))
         path = make_noise_source(noise, seed, indices, PATH, device, dtype) if solver.stochastic else None
         ctx = Context(denoiser, grid, path, filters, drift="drift" in solver.info.preconditioning)
         z = make_noise_source(noise, seed, indices, INIT, device, dtype).randn(model.shape)
@@ -152,6 +162,7 @@ def sample(
         steps=grid.steps,
         grid=grid,
         seconds=seconds,
+        conditioning=None if conditioning is None else conditioning.describe(),
         options=solver.options() if filters is None else {**solver.options(), "filters_used": filters.describe()},
         noise=noise,
         filters=filters,
