@@ -33,7 +33,9 @@ class PDS(PredictorCorrector):
     M M^T on the score (``x_mean = (2 - a) x + G^2 M M^T score``, ``x = x_mean + G M z``;
     Langevin ``eps = 2 a (snr ||M z|| / ||M M^T score||)^2``).  Filters from data
     statistics: ``f = alpha / (m / max m + alpha - 1)`` (alpha = 5).  With identity filters
-    it is the PC sampler bit for bit.  ``speed_up`` k: N = N0 / k steps, end time eps * k.
+    it is the PC sampler bit for bit.  ``speed_up`` k: N = int(N0 / k) steps, end time eps N0 / N
+    (eps k with ``discretize="official"``, which also takes G^2 from the official discrete sigma
+    table and reproduces fudan-zvg/PDS's sampling loop to rounding; see ``PredictorCorrector``).
     """
 
     info = SolverInfo(

@@ -13,6 +13,14 @@ exact-kernel form of its discrete betas (beta_i = 1 - a_i^2).
 
 The same class is PDS (Ma et al. 2022) and TDAS when a preconditioner is attached: the
 Gaussian draws become ``M z`` and, for PDS, the score becomes ``M M^T score``.
+
+``discretize="official"`` instead takes the coefficients from the discrete tables of
+score_sde's (and fudan-zvg/PDS's) ``SDE.discretize``, indexed by ``j = floor(t_i (N - 1))``
+(N rounds, float32 times as there): on VE ``G_i^2 = sigma_j^2 - sigma_{j-1}^2`` over the
+geometric table ``sigma_j = sigma_min (sigma_max / sigma_min)^(j / (N - 1))`` with
+``sigma_{-1} = 0`` (the last round's ``G^2`` is ``sigma_min^2``); on VP ``beta_j`` from
+``linspace(beta_min / N, beta_max / N, N)``, ``a_i = sqrt(1 - beta_j)``, ``G_i^2 = beta_j``
+and the corrector's ``alpha = 1 - beta_j``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,35 @@ def score_x(ctx: Context, x: Tensor, i: int) -> Tensor:
     s, sigma = ctx.s[i], ctx.sigma[i]
     x_hat = x / s
     return (ctx.denoise(x_hat, sigma) - x_hat) / (s * sigma**2)
+
+
+DISCRETIZATIONS = ("continuous", "official")
+
+
+def official_coefficients(process, grid) -> tuple[list[float], list[float]]:
+    """``(a_i, G_i^2)`` of score_sde's / PDS's ``VESDE.discretize`` and ``VPSDE.discretize`` for the
+    ``N = grid.steps`` rounds at ``grid.t[:N]``: the table index is ``floor(t (N - 1))`` computed in
+    float32 as the official code does (``torch.linspace`` times, ``(t * (N - 1)).long()``)."""
+    n = grid.steps
+    index = (grid.t[:n].to(torch.float32) * (n - 1)).long().tolist()
+    if process.name == "ve":
+        table = torch.exp(torch.linspace(math.log(process.sigma_min), math.log(process.sigma_max), n,
+                                         dtype=torch.float64)).tolist()
+        g2 = [table[j] ** 2 - (table[j - 1] ** 2 if j > 0 else 0.0) for j in index]
+        return [1.0] * n, g2
+    if process.name == "vp":
+        beta_max = process.beta_min + process.beta_d
+        if beta_max / n >= 1:
+            raise ValueError(f"discretize='official' on VP needs beta_max / N < 1 (its a = sqrt(1 - beta_j)); "
+                             f"N = {n} rounds with beta_max = {beta_max:g}: use more than {math.floor(beta_max)} steps")
+        betas = torch.linspace(process.beta_min / n, beta_max / n, n, dtype=torch.float64).tolist()
+        return [math.sqrt(1.0 - betas[j]) for j in index], [betas[j] for j in index]
+    raise ValueError(_no_official_table(process))
+
+
+def _no_official_table(process) -> str:
+    return (f"discretize='official' reproduces score_sde's VESDE / VPSDE tables; process {process.name!r} "
+            f"has none (use discretize='continuous')")
 
 
 def _norms(v: Tensor, per_sample: bool) -> Tensor:
@@ -112,6 +149,20 @@ class PredictorCorrector(_ScoreSDESolver):
     sample, so samples are batch-independent; in high dimension the two agree (measured
     variance error 0.5% apart at d = 1024), but in low dimension the per-sample ratio is
     heavy-tailed and biases the corrector (d = 4: variance 1.29 instead of 0.5).
+
+    ``discretize``: ``"continuous"`` (default; a_i and G_i^2 from the process at the grid's
+    nodes, the exact forward kernel) or ``"official"`` (score_sde's / fudan-zvg/PDS's discrete
+    tables, module docstring; with ``speed_up`` k the end time is eps k as in PDS's run_lib.py,
+    not eps N0 / int(N0 / k); and the predictor preconditions the whole reverse drift,
+    ``x_mean = x + M M^T((1 - a) x + G^2 score)``, where the default preconditions the score
+    only -- the same on VE, where a = 1).  With it, ``pds`` reproduces the official PDS loop to
+    rounding (tests/test_pds_official.py).  Measured on gmm-image 3x32x32 (PDS filters, alpha 5,
+    64 samples, same draws; benchmarks/schedules/pds_official.py): VE 0.01..50, k = 200 (N = 10):
+    G^2 differs by up to 3.5% (the last round: sigma_min^2 against sigma(eps k)^2), final samples
+    by 0.13 relative; k = 30 (N = 66, end times 3.00e-4 vs 3.03e-4): 0.52% and 9.9e-4.  VP
+    (N0 = 1000): k = 30 (N = 33): G^2 up to 3.0x apart in the last round (37% before it), samples
+    0.52 relative; k = 10 (N = 100): 0.32 -- the official beta_j = beta(t) / N is a coarse
+    kernel at these N.
     """
 
     info = SolverInfo(
@@ -121,8 +172,15 @@ class PredictorCorrector(_ScoreSDESolver):
     )
 
     def __init__(self, snr: float = 0.16, n_corrector: int = 1, corrector_norm: str = "batch",
-                 speed_up: float | None = None, base_steps: int | None = None, **base):
+                 speed_up: float | None = None, base_steps: int | None = None, discretize: str = "continuous",
+                 **base):
         super().__init__(**base)
+        if discretize not in DISCRETIZATIONS:
+            raise ValueError(f"unknown discretize {discretize!r}; choose one of {', '.join(DISCRETIZATIONS)}")
+        if discretize == "official" and self.final_step != "zero":
+            raise ValueError("discretize='official' follows score_sde's N-node time grid, which ends with the "
+                             "last round's mean: use final='zero'")
+        self.discretize = discretize
         if speed_up is not None:
             base_steps = 2000 if base_steps is None else base_steps
             if not speed_up > 0:
@@ -143,16 +201,33 @@ class PredictorCorrector(_ScoreSDESolver):
         self.info = dataclasses.replace(type(self).info, calls_per_step=1 + self.n_corrector)
 
     def make_grid(self, process, steps: int):
-        """With ``base_steps`` N0 (or ``speed_up`` k), PDS's speed-up semantics: N = N0 / k
-        steps and the end time eps scales by k too (score_sde's t grid, eps -> k eps)."""
+        """With ``base_steps`` N0 (or ``speed_up`` k), PDS's speed-up semantics: N = int(N0 / k)
+        steps and the end time eps scales too (score_sde's t grid): to eps N0 / N by default, to
+        eps k as fudan-zvg/PDS's run_lib.py does with ``discretize="official"`` (the two differ
+        when k does not divide N0: 1% at N0 = 2000, k = 30)."""
         if self.base_steps is not None and self.grid_for(process) == "uniform_t":
-            return super().make_grid(process, steps, t_min=process.t_min * self.base_steps / steps)
-        return super().make_grid(process, steps)
+            official_end = self.discretize == "official" and self.speed_up is not None
+            t_min = process.t_min * (self.speed_up if official_end else self.base_steps / steps)
+            grid = super().make_grid(process, steps, t_min=t_min)
+        else:
+            grid = super().make_grid(process, steps)
+        if self.discretize == "official":
+            official_coefficients(process, grid)  # the tables exist for this process and step count
+        return grid
+
+    def check_model(self, model) -> None:
+        super().check_model(model)
+        if self.discretize == "official" and model.process.name not in ("ve", "vp"):
+            raise ValueError(_no_official_table(model.process))
 
     def run(self, ctx: Context, x_hat: Tensor) -> Tensor:
         s, sigma, steps = ctx.s, ctx.sigma, ctx.grid.steps
-        a = [s[i] / s[i + 1] for i in range(steps)]
-        g2 = [s[i] ** 2 * (sigma[i] ** 2 - sigma[i + 1] ** 2) for i in range(steps)]
+        official = self.discretize == "official"
+        if official:
+            a, g2 = official_coefficients(ctx.process, ctx.grid)
+        else:
+            a = [s[i] / s[i + 1] for i in range(steps)]
+            g2 = [s[i] ** 2 * (sigma[i] ** 2 - sigma[i + 1] ** 2) for i in range(steps)]
         per_sample = self.corrector_norm == "sample"
         x = s[0] * x_hat
         for i in range(steps):
@@ -161,7 +236,10 @@ class PredictorCorrector(_ScoreSDESolver):
                 z = ctx.randn_like(x)
                 eps = 2 * a[i] ** 2 * (self.snr * _norms(z, per_sample) / _norms(grad, per_sample)) ** 2
                 x = x + eps * grad + torch.sqrt(2 * eps) * z
-            x_mean = (2 - a[i]) * x + g2[i] * ctx.precondition_drift(score_x(ctx, x, i))
+            if official:  # x_mean = x - M M^T rev_f, rev_f = (a - 1) x - G^2 score (PDS's predictor)
+                x_mean = x + ctx.precondition_drift((1 - a[i]) * x + g2[i] * score_x(ctx, x, i))
+            else:
+                x_mean = (2 - a[i]) * x + g2[i] * ctx.precondition_drift(score_x(ctx, x, i))
             if i < steps - 1:
                 x = x_mean + math.sqrt(g2[i]) * ctx.randn_like(x)
         return x_mean / s[-1]
