@@ -191,9 +191,15 @@ def _check_out(out: Path, files: list[str], overwrite: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace samples.npz / grid.png already in --out.")
 @click.option("--noise", type=click.Choice(["cpu", "philox"]), default="cpu", show_default=True,
               help="Per-sample noise: CPU generators (reproduces earlier results) or Philox on the device.")
+@click.option("--guidance", type=float, default=None,
+              help="Classifier-free guidance weight w: D_u + w (D_c - D_u) (1: conditional; one guided call = 1 NFE). "
+                   "Needs a class-conditional model (gmm-image -m conditional=true, digits-cond-unet).")
+@click.option("--labels", default=None,
+              help="Class of each sample: 0,1,2 (cycled over the sample index), all (0..K-1 cycled, the default "
+                   "under --guidance) or random (seeded per sample).")
 @usage_errors
 def sample_command(model, model_option, solver, nfe, num_samples, seed, batch_size, device, option, out, overwrite,
-                   noise):
+                   noise, guidance, labels):
     """Sample with one solver: OUT/samples.npz and OUT/grid.png (image models)."""
     import numpy as np
 
@@ -203,10 +209,14 @@ def sample_command(model, model_option, solver, nfe, num_samples, seed, batch_si
     options = _solver_options(option, [solver], [nfe]).get(solver, {})
     _check_out(out, ["samples.npz", "grid.png"], overwrite)
     net = get_model(model, **_model_options(model_option))
+    from .models.guidance import condition
+
+    condition(net, guidance, labels, seed)  # bad guidance / labels: exit 2 before any work
     with _progress() as progress:
         task = progress.add_task(f"{solver} @ {nfe} NFE", total=num_samples)
         result = sample(net, solver, nfe=nfe, num_samples=num_samples, seed=seed, batch_size=batch_size,
-                        device=device, on_batch=lambda k: progress.advance(task, k), noise=noise, **options)
+                        device=device, on_batch=lambda k: progress.advance(task, k), noise=noise,
+                        guidance=guidance, labels=labels, **options)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"model": net.describe(), **result.describe(), "seed": seed, "num_samples": num_samples}
     np.savez(out / "samples.npz", samples=result.samples.numpy(), meta=json.dumps(meta))
