@@ -449,7 +449,8 @@ def filters_group() -> None:
 
 
 def _load_images(data: str, num: int):
-    """A folder of images, an .npy/.npz array, or model:NAME -> (N, C, H, W) in [0, 1]."""
+    """A named dataset (digits, patches), a folder of images, an .npy/.npz array, or model:NAME
+    -> (N, C, H, W) in [0, 1]."""
     import numpy as np
     import torch
 
@@ -461,9 +462,14 @@ def _load_images(data: str, num: int):
         if not net.is_image:
             _fail(f"model {net.name!r} is not an image model")
         return ((net.sample_data(FILTER_SEED, range(num)) + 1) / 2).clamp(0, 1)
+    from .data import DATASETS, load_dataset
+
+    if data in DATASETS:  # shipped inside installed packages (e.g. the training data of digits-unet, patches-unet)
+        return ((load_dataset(data, num) + 1) / 2).clamp(0, 1)
     path = Path(data)
     if not path.exists():
-        _fail(f"--data {data}: no such file or folder (give a folder of images, an .npy/.npz array, or model:NAME)")
+        _fail(f"--data {data}: no such file or folder (give digits, patches, a folder of images, an .npy/.npz "
+              f"array, or model:NAME)")
     if path.is_dir():
         import matplotlib.image as mpimg
 
@@ -499,7 +505,7 @@ def _load_images(data: str, num: int):
 
 
 @filters_group.command("estimate")
-@click.option("--data", required=True, help="Folder of images, .npy/.npz array, or model:NAME.")
+@click.option("--data", required=True, help="digits, patches, a folder of images, .npy/.npz array, or model:NAME.")
 @click.option("--num", type=click.IntRange(2), default=200, show_default=True, help="Images used.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--overwrite", is_flag=True)
@@ -539,7 +545,7 @@ def filters_tdas_estimate(model, model_option, solver, nfe, reference, num, out,
     if out.exists() and not overwrite:
         _fail(f"{out} exists; pass --overwrite")
     net = get_model(model, **_model_options(model_option))
-    ref = _load_images(reference, num) if reference else _load_images(f"model:{model}", num)
+    ref = _load_images(reference or getattr(net, "data", None) or f"model:{model}", num)  # default: its data
     with _progress() as progress:
         task = progress.add_task(f"pilot {solver} @ {nfe} NFE", total=num)
         pilot = sample(net, solver, nfe=nfe, num_samples=num, seed=FILTER_SEED, batch_size=100,

@@ -357,3 +357,37 @@ def test_fid_inception_end_to_end_on_digits_unet(tmp_path, no_downloads):
     assert results["metric"] == "fid_inception"
     row = results["rows"][0]
     assert row["status"] == "ok" and row["nfe"] == 10 and row["fd"] is not None and row["fd"] > 0
+
+
+# ----------------------------------------------------------------------------- patches-unet
+def test_patches_unet_is_registered_and_its_filters_come_from_its_data(tmp_path, monkeypatch):
+    """patches-unet: a clear error (exit 2) while its checkpoint is not there; once it is, its data
+    reference is the patches data, its default feature fd_pool8, and PDS / TDAS filters are
+    estimated from that data."""
+    from solverzoo.models import learned, list_models
+
+    assert "patches-unet" in list_models()
+    monkeypatch.setattr(learned, "checkpoint_dir", lambda: tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(main, ["bench", "--model", "patches-unet", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2, result.output
+    assert "patches_unet.pt" in result.output and "solverzoo train --data patches" in result.output
+    assert not (tmp_path / "b").exists()
+    torch.manual_seed(0)  # a tiny untrained stand-in with the metadata 'solverzoo train --data patches' writes
+    net = build_denoiser({"resolution": 32, "in_channels": 3, "channels": 8, "channel_mult": [1, 2],
+                          "attn_levels": [], "emb_channels": 16, "noise_channels": 8, "dropout": 0.0},
+                         {"kind": "edm"})
+    save_checkpoint(tmp_path / "patches_unet.pt", net, meta={"data": "patches", "default_feature": None})
+    model = get_model("patches-unet")
+    assert model.shape == (3, 32, 32) and model.data == "patches" and model.default_feature == "pool:8"
+    assert feature_metric_name(model.default_feature) == "fd_pool8"
+    stats = tmp_path / "pds.npz"
+    result = runner.invoke(main, ["filters", "estimate", "--data", "patches", "--num", "16", "--out", str(stats)])
+    assert result.exit_code == 0, result.output
+    with np.load(stats) as z:
+        assert z["freq"].shape == (3, 32, 32) and np.isfinite(z["freq"]).all()
+    tdas = tmp_path / "tdas.npz"
+    result = runner.invoke(main, ["filters", "tdas-estimate", "--model", "patches-unet", "--nfe", "4", "--num", "8",
+                                  "--out", str(tdas)])
+    assert result.exit_code == 0, result.output
+    assert tdas.is_file()

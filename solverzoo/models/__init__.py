@@ -78,6 +78,17 @@ def _digits_unet(**options) -> Model:
 MODELS["digits-unet"] = _digits_unet
 
 
+def _patches_unet(**options) -> Model:
+    """The shipped UNet trained on 3 x 32 x 32 patches of the photographs in scikit-learn and
+    scikit-image (solverzoo.data.load_patches; EDM process; solverzoo train --data patches)."""
+    from .learned import load_shipped
+
+    return load_shipped("patches-unet", **options)
+
+
+MODELS["patches-unet"] = _patches_unet
+
+
 def list_models() -> list[str]:
     return sorted(MODELS)
 

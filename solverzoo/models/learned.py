@@ -43,13 +43,28 @@ __all__ = [
     "checkpoint_dir",
     "shipped_checkpoint",
     "SHIPPED",
+    "SHIPPED_DEFAULTS",
 ]
 
 CHECKPOINT_FORMAT = "solverzoo.unet/1"
 TORCHSCRIPT_META = "solverzoo.json"
 
 #: shipped checkpoints (package data under solverzoo/checkpoints/): model name -> file
-SHIPPED = {"digits-unet": "digits_unet.pt"}
+SHIPPED = {"digits-unet": "digits_unet.pt", "patches-unet": "patches_unet.pt"}
+#: what a shipped model's checkpoint may leave unset: its data (the bench's FD reference and the
+#: PDS/TDAS statistics, solverzoo.data) and its default feature space (solverzoo.metrics.features)
+SHIPPED_DEFAULTS = {
+    "digits-unet": {"data": "digits", "default_feature": "digits_classifier"},
+    # fd_pool8 (8 x 8 average pools, 192-d, N = 500 > d): Inception features cost ~0.7 s per image on
+    # a busy CPU core, too slow for a default; --feature inception with a fid-ref reference on a GPU
+    "patches-unet": {"data": "patches", "default_feature": "pool:8"},
+}
+#: how to make a shipped checkpoint that is not there
+SHIPPED_RECIPES = {
+    "patches-unet": "solverzoo train --data patches --out runs/patches --precond edm --iterations 2400 "
+                    "--batch-size 64 --channels 24 --channel-mult 1,2,2,2 --ema-halflife-kimg 10 --threads 1 "
+                    "--export solverzoo/checkpoints/patches_unet.pt",
+}
 
 
 class DenoiserModel(Model):
@@ -260,8 +275,9 @@ def checkpoint_dir() -> Path:
 def shipped_checkpoint(name: str) -> Path:
     path = checkpoint_dir() / SHIPPED[name]
     if not path.is_file():
-        raise ValueError(f"the shipped checkpoint of {name!r} is missing ({path}); reinstall solverzoo "
-                         f"or retrain it with 'solverzoo train --out DIR' and load DIR/model.pt")
+        recipe = SHIPPED_RECIPES.get(name, "solverzoo train --out DIR")
+        raise ValueError(f"the shipped checkpoint of {name!r} is not there ({path}); make it with '{recipe}' "
+                         f"(or reinstall solverzoo), or load a trained checkpoint with --model DIR/model.pt")
     return path
 
 
@@ -269,4 +285,8 @@ def load_shipped(name: str, **options: Any) -> DenoiserModel:
     if options:
         raise ValueError(f"model {name!r} takes no options (got {', '.join(sorted(options))}); "
                          f"it is a trained network with a fixed process and shape")
-    return load_checkpoint(shipped_checkpoint(name), name=name)
+    model = load_checkpoint(shipped_checkpoint(name), name=name)
+    defaults = SHIPPED_DEFAULTS.get(name, {})
+    model.data = model.data or defaults.get("data")
+    model.default_feature = model.default_feature or defaults.get("default_feature")
+    return model
