@@ -37,7 +37,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ import torch
 from torch import Tensor
 
 from .data import DIGITS, load_dataset, load_digits
+from .io import atomic_write, atomic_write_json
 from .models.learned import build_denoiser, save_checkpoint
 from .models.unet import NULL_LABEL, PRECONDS, Precond, PrecondConfig, UNetConfig, count_parameters
 
@@ -176,9 +176,7 @@ def _save_state(out: Path, config: TrainConfig, state: dict) -> None:
         "images": state["images"],
         "seconds": state["seconds"],
     }
-    tmp = out / f".{STATE_FILE}.{os.getpid()}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, out / STATE_FILE)
+    atomic_write(out / STATE_FILE, lambda tmp: torch.save(payload, tmp))
 
 
 def _load_state(out: Path, config: TrainConfig, data: Tensor, num_classes: int = 0) -> dict:
@@ -253,8 +251,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
         state = _new_state(config, data, num_classes)
     out.mkdir(parents=True, exist_ok=True)
     (out / "snapshots").mkdir(exist_ok=True)
-    with open(out / "config.json", "w") as fh:
-        json.dump(config.as_dict(), fh, indent=1)
+    atomic_write_json(out / "config.json", config.as_dict())
 
     net, ema, opt = state["net"], state["ema"], state["opt"]
     net.train()

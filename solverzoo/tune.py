@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .io import atomic_write_json
 from .models.base import Model
 from .sampling import sample
 from .solvers.base import Solver, get_solver
@@ -267,11 +268,7 @@ def save_grid_file(path: str | os.PathLike, result: TuneResult, *, model: dict, 
         **result.details,
         "command": command,
     }
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(record, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, record)
     return record
 
 

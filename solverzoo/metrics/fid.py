@@ -25,7 +25,6 @@ A sample set can score below the floor by that noise alone.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..io import save_npz
 from ..models.classifier import load_digits_classifier, train_digits_classifier
 from .fd import ExactReference
 from .features import FeatureExtractor, build_extractor, feature_metric_name
@@ -83,9 +83,7 @@ def save_reference(path: str | Path, features: Tensor, feature: str, source: str
         payload[k] = np.array(v)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **payload)
-    os.replace(tmp, path)
+    save_npz(path, **payload)
     return {"count": len(features), "dim": int(mean.numel()), "metric": feature_metric_name(feature)}
 
 

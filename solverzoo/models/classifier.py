@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import load_digits
+from ..io import atomic_write
 from .learned import checkpoint_dir
 
 __all__ = ["CLASSIFIER_FILE", "DigitsClassifier", "load_digits_classifier", "train_digits_classifier"]
@@ -110,5 +111,5 @@ def train_digits_classifier(out: str | Path, epochs: int = 40, seed: int = 0, ho
                         "train_accuracy": train_acc}}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, out)
+    atomic_write(out, lambda tmp: torch.save(payload, tmp))
     return payload["meta"]

@@ -19,7 +19,6 @@ in an extra file ``solverzoo.json`` (:func:`save_torchscript`).
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..io import atomic_write
 from ..processes import Process, get_process
 from .base import Model
 from .unet import Precond, PrecondConfig, UNet, UNetConfig, count_parameters
@@ -154,10 +154,7 @@ def save_checkpoint(path: str | Path, denoiser: Precond, meta: dict | None = Non
         "meta": json.loads(json.dumps(meta or {}, default=str)),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _read_checkpoint(path: Path) -> dict:
@@ -209,10 +206,8 @@ def save_torchscript(path: str | Path, denoiser: Precond, meta: dict | None = No
     info = {"format": "solverzoo.torchscript/1", "shape": shape, "process": {"name": name, "options": popts},
             "meta": json.loads(json.dumps(meta or {}, default=str))}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_META: json.dumps(info)})
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.jit.save(traced, str(tmp),
+                                                         _extra_files={TORCHSCRIPT_META: json.dumps(info)}))
 
 
 def is_torchscript(path: Path) -> bool:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..io import save_npz
 from .base import Composed, FrequencyFilter, Identity, Preconditioner, SpaceFilter, _iter_batches, image_shape_of
 
 __all__ = [
@@ -229,8 +230,8 @@ def _to_numpy(t) -> np.ndarray:
 
 def save_filters(path: str | os.PathLike, *, freq=None, space=None, kind: str = "filter", **metadata) -> str:
     """Write an ``.npz`` with keys ``freq`` / ``space`` (``(C, H, W)``), ``kind``, ``format``
-    and ``metadata`` (JSON of the keyword arguments).  Returns the path written
-    (``numpy`` appends ``.npz`` if missing)."""
+    and ``metadata`` (JSON of the keyword arguments), atomically.  Returns the path written
+    (``.npz`` is appended if missing)."""
     if kind not in ("filter", "statistic"):
         raise ValueError(f"kind must be 'filter' or 'statistic', got {kind!r}")
     if freq is None and space is None:
@@ -247,7 +248,7 @@ def save_filters(path: str | os.PathLike, *, freq=None, space=None, kind: str = 
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
-    np.savez(
+    save_npz(
         path,
         kind=np.array(kind),
         format=np.array(FORMAT),
