@@ -32,7 +32,10 @@ def slope(name, n, **options):
 
 
 NO_LOF = {"lower_order_final": False}
-# (solver, options, declared order, step count n: the slope is measured between n and 2n steps)
+RK = {"warmup": "rk"}  # single-step start: methods of order >= 3 reach it (tests/test_orders.py)
+# (solver, options, declared order, step count n: the slope is measured between n and 2n steps).
+# On this Gaussian (variances <= 4, far below sigma_max^2) a first-order start is invisible until a
+# few hundred steps; tests/test_orders.py measures the listed orders on one where it is not.
 ORDERS = [
     ("ddim", {}, 1, 32),
     ("euler_ancestral", {"eta": 0.0}, 1, 32),
@@ -40,24 +43,21 @@ ORDERS = [
     ("dpmpp_2s", {}, 2, 32),
     ("dpmpp_2m", NO_LOF, 2, 32),
     ("dpmpp_2m", {**NO_LOF, "solver_type": "heun"}, 2, 32),
-    ("dpmpp_3m", NO_LOF, 3, 64),
-    ("dpmpp_3m", {**NO_LOF, "solver_type": "midpoint"}, 3, 64),
+    ("dpmpp_3m", {**NO_LOF, **RK}, 3, 64),
+    ("dpmpp_3m", {**NO_LOF, **RK, "solver_type": "midpoint"}, 3, 64),
     ("dpmpp_2m_sde", {"eta": 0.0}, 2, 32),
-    ("dpmpp_3m_sde", {"eta": 0.0}, 3, 64),
+    ("dpmpp_3m_sde", {"eta": 0.0, **RK}, 3, 64),
     ("lms", {"order": 1}, 1, 32),
     ("lms", {"order": 2}, 2, 64),
-    ("lms", {"order": 3}, 3, 64),
-    ("lms", {"order": 4}, 4, 128),
+    ("lms", {"order": 3, **RK}, 3, 64),
+    ("lms", {"order": 4, **RK}, 4, 128),
     ("deis", {"order": 1, **NO_LOF}, 1, 32),
     ("deis", {"order": 2, **NO_LOF}, 2, 32),
-    ("deis", {"order": 3, **NO_LOF}, 3, 64),
+    ("deis", {"order": 3, **NO_LOF, **RK}, 3, 64),
     ("unipc", {"order": 1, **NO_LOF}, 2, 32),
     ("unipc", {"order": 2, **NO_LOF}, 3, 64),
-    ("unipc", {"order": 3, **NO_LOF}, 4, 64),
     ("unipc", {"order": 2, "variant": "bh1", **NO_LOF}, 3, 64),
-    ("unipc", {"order": 3, "variant": "bh1", **NO_LOF}, 4, 64),
     ("unipc", {"order": 2, "corrector": False, **NO_LOF}, 2, 32),
-    ("unipc", {"order": 3, "corrector": False, **NO_LOF}, 3, 64),
 ]
 
 

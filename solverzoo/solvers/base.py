@@ -43,6 +43,8 @@ class SolverInfo:
     instance its own copy (``dataclasses.replace``).
     ``preconditioning``: which operators of a preconditioner the solver applies
     ("noise": M z on every Gaussian draw, TDAS; "drift": M M^T on the score, PDS).
+    ``order`` is the convergence order the default options reach on the Gaussian's exact flow
+    (tests/test_orders.py); ``order_note`` says why it is below the formula's nominal order.
     """
 
     name: str
@@ -58,6 +60,8 @@ class SolverInfo:
     min_steps: int = 1
     adaptive: bool = False
     preconditioning: frozenset[str] = frozenset()
+    order_note: str = ""  # when ``order`` (reached on the exact Gaussian flow) differs from the formula's: why
+    in_default_bench: bool = True  # False: run by ``bench`` only when named (keeps the default sweep short)
 
     def nfe_for_steps(self, steps: int, final: str | None = None) -> int:
         """Model calls of a run of ``steps`` steps on a grid ending at ``final`` (default: this info's)."""
@@ -97,6 +101,8 @@ class SolverInfo:
             "grid": self.grid or "native",
             "final": self.final,
             "preconditioning": sorted(self.preconditioning),
+            "order_note": self.order_note,
+            "in_default_bench": self.in_default_bench,
             "paper": self.paper,
         }
 

@@ -24,7 +24,7 @@ from .base import Context, Solver
 __all__ = [
     "phi", "phi2", "phi3", "lagrange_weights", "adams_gammas", "expand_differences", "ab_weights",
     "ancestral_step", "check_eta", "churn", "check_churn", "SigmaBrownian", "stage_sigmas", "noise_chain",
-    "PREDICTIONS", "ExponentialRK", "Multistep",
+    "PREDICTIONS", "ExponentialRK", "Multistep", "WARMUPS", "exponential_ode_step", "warmup_note",
 ]
 
 PREDICTIONS = ("data", "noise")
@@ -322,8 +322,49 @@ class ExponentialRK(Solver):
 # --- history-based solvers ------------------------------------------------------------------------------
 
 
+WARMUPS = ("lower", "rk")
+
+
+def warmup_note(order: int) -> str:
+    """``SolverInfo.order_note`` of a multistep method of nominal order >= 3 (Multistep docstring)."""
+    return (f"{order} with warmup='rk' and lower_order_final off; the default first-order start (as the "
+            f"references) bounds the global order at 2")
+
+
+def exponential_ode_step(ctx: Context, x: Tensor, d_s: Tensor, s: float, t: float, order: int) -> Tensor:
+    """One single-step exponential Runge-Kutta step of the probability-flow ODE from sigma s to t > 0,
+    data prediction, of order 1-3, its first stage d_s = D(x; s) given (order - 1 more model calls):
+    :class:`ExponentialRK`'s ``step1``/``step2``/``step3`` with kappa = 1 (DPM-Solver++(1)/(2S) with
+    c2 = 1/2, and the third-order scheme with c2 = 1/3, c3 = 2/3; Lu et al. 2022, Algorithms 1-2):
+
+        x_2 = (s_2/s) x + (1 - e^{-c_2 h}) D_s                                    (order 2, 3)
+        x_3 = (s_3/s) x + (1 - e^{-c_3 h}) D_s + psi(c_3 h) / (c_2 h) (D_2 - D_s)  (order 3)
+        x_t = (t/s) x + (1 - e^{-h}) D_s + (1 - e^{-h}) / (2 c_2) (D_2 - D_s)       (order 2)
+        x_t = (t/s) x + (1 - e^{-h}) D_s + psi(h) / (c_3 h) (D_3 - D_s)             (order 3)
+
+    h = log(s / t), s_j = s (t/s)^{c_j}, psi(u) = u + e^{-u} - 1.  The multistep solvers' ``warmup="rk"``
+    start."""
+    h = math.log(s / t)
+    phi1 = -math.expm1(-h)
+    if order == 1:
+        return x * (t / s) + d_s * phi1
+    if order == 2:
+        c2 = 0.5
+        (s2,) = stage_sigmas(s, t, [c2])
+        d_2 = ctx.denoise(x * (s2 / s) + d_s * -math.expm1(-c2 * h), s2)
+        return x * (t / s) + d_s * phi1 + (d_2 - d_s) * (phi1 / (2 * c2))
+    if order == 3:
+        c2, c3 = 1 / 3, 2 / 3
+        s2, s3 = stage_sigmas(s, t, [c2, c3])
+        d_2 = ctx.denoise(x * (s2 / s) + d_s * -math.expm1(-c2 * h), s2)
+        x_3 = x * (s3 / s) + d_s * -math.expm1(-c3 * h) + (d_2 - d_s) * (z_plus_expm1_neg(c3 * h) / (c2 * h))
+        d_3 = ctx.denoise(x_3, s3)
+        return x * (t / s) + d_s * phi1 + (d_3 - d_s) * (z_plus_expm1_neg(h) / (c3 * h))
+    raise ValueError(f"exponential_ode_step has orders 1-3, got {order}")
+
+
 class Multistep(Solver):
-    """History-based solvers: one model call per step, an ``order`` with warm-up and
+    """History-based solvers: one model call per step, an ``order`` with a ``warmup`` start and
     ``lower_order_final``, and ``denoise_to_zero``.
 
     Order schedule.  Step i (0-based, N steps) uses order min(order, i + 1) (warm-up from the
@@ -331,29 +372,60 @@ class Multistep(Solver):
     orders 2 and 1 (DPM-Solver's rule; DPM-Solver applies it only below 10 steps, diffusers'
     DPMSolverMultistep and DEIS below 15, diffusers' UniPC always; here whenever the option is on).
 
-    Budget: one model call per step, plus one for ``denoise_to_zero`` (grids ending at sigma_min:
-    after the last step, x = D(x; sigma_min), DPM-Solver's option; ``extra_calls`` of the
-    instance's info).  On a grid ending at zero the last step already is that denoise, so the
-    option is refused there.  ``declared_order`` is the instance's order in its info.
+    Warm-up and the global order.  A first-order step leaves a local error O(h^2); made once, it
+    still bounds the global error at O(h^2).  So with ``warmup="lower"`` (the references' start:
+    step 0 is Euler / DPM-Solver-1) and with ``lower_order_final`` a method of order p >= 3 converges
+    at order 2 (measured on the Gaussian's exact flow: tests/test_orders.py).  ``warmup="rk"``
+    replaces the steps whose history is too short for local error O(h^{p}) -- steps i < p - 2 --
+    by single-step exponential RK steps of order p - 1 (:func:`exponential_ode_step`; p - 2 more
+    calls each); the later steps use orders min(p, i + 1) >= p - 1 as before, and the method reaches
+    order p.  ``declared_order`` is the order reached with the instance's options.
+
+    Budget: one model call per step, plus (p - 2)^2 for ``warmup="rk"`` (p - 2 warm-up steps of p - 2
+    extra calls: 1 for p = 3, 4 for p = 4; ``min_steps`` p - 1, so that the warm-up steps are
+    followed by a multistep step), plus one for ``denoise_to_zero`` (grids ending at sigma_min:
+    after the last step, x = D(x; sigma_min), DPM-Solver's option).  On a grid ending at zero the
+    last step already is that denoise, so the option is refused there.
     """
 
     max_order: int = 3
 
-    def __init__(self, order: int = 2, lower_order_final: bool = True, denoise_to_zero: bool = False, **base):
+    def __init__(self, order: int = 2, lower_order_final: bool = True, denoise_to_zero: bool = False,
+                 warmup: str = "lower", **base):
         super().__init__(**base)
         if int(order) != order or not 1 <= order <= self.max_order:
             raise ValueError(f"{self.info.name} order must be an integer in 1..{self.max_order}, got {order}")
+        if warmup not in WARMUPS:
+            raise ValueError(f"{self.info.name} warmup must be 'lower' (lower-order multistep steps first, as the "
+                             f"references) or 'rk' (single-step RK start of order - 1: full order), got {warmup!r}")
         self.order = int(order)
         self.lower_order_final = bool(lower_order_final)
         self.denoise_to_zero = bool(denoise_to_zero)
+        self.warmup = warmup
         if self.denoise_to_zero and self.final == "zero" and not isinstance(self.grid, (list, tuple)):
             raise ValueError(f"{self.info.name}: denoise_to_zero needs final='sigma_min' (a grid ending at zero already "
                              f"ends with the denoising step x = D(x; sigma_min))")
+        warm = self.warmup_steps()
         self.info = dataclasses.replace(type(self).info, order=self.declared_order(),
-                                        extra_calls=int(self.denoise_to_zero))
+                                        extra_calls=int(self.denoise_to_zero) + warm * (self.order - 2),
+                                        min_steps=max(type(self).info.min_steps, warm + 1))
+
+    def formula_order(self) -> int:
+        """The order of the update itself, with a full history (a subclass may raise it: a corrector)."""
+        return self.order
 
     def declared_order(self) -> int:
-        return self.order
+        """The global order reached (class docstring): min(., 2) after a first-order step."""
+        full = self.formula_order()
+        return min(full, 2) if self.warmup == "lower" or self.lower_order_final else full
+
+    def warmup_steps(self) -> int:
+        """How many first steps are single-step RK steps (``warmup="rk"``): order - 2."""
+        return max(self.order - 2, 0) if self.warmup == "rk" else 0
+
+    def warmup_step(self, ctx: Context, x: Tensor, d: Tensor, i: int) -> Tensor:
+        """Step i of the ``warmup="rk"`` start: exponential RK of order p - 1 from D_i = d."""
+        return exponential_ode_step(ctx, x, d, ctx.sigma[i], ctx.sigma[i + 1], self.order - 1)
 
     def step_order(self, i: int, steps: int) -> int:
         """Order of step i of ``steps``: warm-up min(order, i + 1); lower_order_final min(., steps - i)."""

@@ -34,7 +34,7 @@ import numpy as np
 from torch import Tensor
 
 from .base import Context, SolverInfo, register
-from .blocks import Multistep, lagrange_weights, phi
+from .blocks import Multistep, lagrange_weights, phi, warmup_note
 
 __all__ = ["LMS", "DEIS", "UniPC"]
 
@@ -74,6 +74,9 @@ class _SigmaAdams(Multistep):
                 x = d
                 break
             eps = (eps + [(x - d) / sigma[i]])[-self.order:]
+            if i < self.warmup_steps():
+                x = self.warmup_step(ctx, x, d, i)
+                continue
             x = x + sum(w * e for w, e in zip(weights[i], reversed(eps)))
         return self.finish(ctx, x)
 
@@ -90,8 +93,8 @@ class LMS(_SigmaAdams):
     scipy.integrate.quad; the integrand is a polynomial, integrated here in closed form.
     """
 
-    info = SolverInfo(name="lms", family="k-diffusion", kind="ode", order=4, calls_per_step=1,
-                      paper=LMS_REF, grid="karras")
+    info = SolverInfo(name="lms", family="k-diffusion", kind="ode", order=2, calls_per_step=1,
+                      paper=LMS_REF, grid="karras", order_note=warmup_note(4))
     max_order = 4
     defaults = {"order": 4}
     pinned = {"lower_order_final": False}
@@ -111,7 +114,8 @@ class DEIS(_SigmaAdams):
     lower_order_final applies below 15 steps only; pass lower_order_final=False to match it above).
     """
 
-    info = SolverInfo(name="deis", family="deis", kind="ode", order=3, calls_per_step=1, paper=DEIS_REF)
+    info = SolverInfo(name="deis", family="deis", kind="ode", order=2, calls_per_step=1, paper=DEIS_REF,
+                      order_note=warmup_note(3))
     log_interpolation = True
     zero_step_first_order = True
     defaults = {"order": 3}
@@ -147,6 +151,7 @@ class UniPC(Multistep):
     """
 
     info = SolverInfo(name="unipc", family="unipc", kind="ode", order=3, calls_per_step=1, paper=UNIPC_REF)
+    pinned = {"warmup": "lower"}
 
     def __init__(self, variant: str = "bh2", corrector: bool = True, **base):
         if variant not in ("bh1", "bh2"):
@@ -154,8 +159,15 @@ class UniPC(Multistep):
         self.variant, self.corrector = variant, bool(corrector)
         super().__init__(**base)
 
-    def declared_order(self) -> int:
+    def formula_order(self) -> int:
         return self.order + int(self.corrector)
+
+    def declared_order(self) -> int:
+        """UniC-1 lifts the first (Euler) step to local O(h^3): order min(p + 1, 3) with the corrector;
+        the uncorrected last step of lower_order_final is Euler: 2."""
+        if self.lower_order_final:
+            return min(self.formula_order(), 2)
+        return min(self.formula_order(), 3 if self.corrector else 2)
 
     def _rhos(self, h: float, r: list[float], p: int, predictor: bool) -> list[float]:
         """rho for UniP-p (predictor, p - 1 values) or UniC-p (p values); r = [r_1..r_{p-1}]."""
