@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DIGITS", "PATCHES", "DATASETS", "load_digits", "load_patches", "patch_sources", "load_images",
-           "load_dataset", "to_unit", "to_uint8"]
+__all__ = ["DIGITS", "PATCHES", "DATASETS", "load_digits", "load_patches", "patch_sources", "read_image",
+           "load_images", "load_dataset", "to_unit", "to_uint8"]
 
 DIGITS = "digits"
 PATCHES = "patches"
@@ -111,42 +111,78 @@ def load_patches(num: int = 50_000, resolution: int = 32, seed: int = 0) -> Tens
     return out / 127.5 - 1.0
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file -> float32 (H, W, C) in [0, 1], C = 1 (grey) or 3 (colour).
+
+    8-bit images are divided by 255, 16-bit ones by 65535; palettes are expanded and an alpha
+    channel is dropped.  An unreadable or corrupt file raises ``ValueError`` naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode.startswith("I;16") or im.mode == "I":
+                a = np.asarray(im, dtype=np.float32) / 65535.0
+            elif im.mode in ("1", "L", "LA", "I;8"):
+                a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            else:
+                a = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{path}: cannot read the image ({type(err).__name__}: {err})") from None
+    return a[..., None] if a.ndim == 2 else a
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """The array of an .npy file, or of an .npz archive (key ``images``, else ``samples``, else the first);
+    an unreadable file raises ``ValueError`` naming it."""
+    import zipfile
+
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            if not z.files:
+                raise ValueError("the archive holds no array")
+            key = "images" if "images" in z.files else ("samples" if "samples" in z.files else z.files[0])
+            return z[key]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: cannot read the array ({type(err).__name__}: {err})") from None
+
+
 def load_images(path: str | Path, num: int | None = None) -> Tensor:
-    """A folder of images or an .npy/.npz array -> float32 (N, C, H, W) in [-1, 1]."""
+    """A folder of images or an .npy/.npz array -> float32 (N, C, H, W) in [-1, 1].
+
+    Image files are read by :func:`read_image` (8/16-bit scaled to [0, 1]).  Arrays may be
+    (N, C, H, W) or (N, H, W, C); their range is read from the values: uint8 or floats above 1.5
+    are 0..255, non-negative floats are [0, 1], anything else is taken as [-1, 1] already.
+    Unreadable files raise ``ValueError`` naming the file."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder (give a folder of images, an .npy/.npz array, or 'digits')")
     if path.is_dir():
-        from PIL import Image
-
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if num is not None:
             files = files[:num]
         if not files:
             raise ValueError(f"{path}: the folder holds no .png/.jpg images")
-        arrays = []
-        for f in files:
-            a = np.asarray(Image.open(f))
-            arrays.append(a[..., None] if a.ndim == 2 else a[..., :3])
+        arrays = [read_image(f) for f in files]
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise ValueError(f"{path}: images have different shapes {sorted(shapes)}")
-        arr = np.stack(arrays).transpose(0, 3, 1, 2)
-    elif path.suffix in (".npz", ".npy"):
-        if path.suffix == ".npz":
-            with np.load(path) as z:
-                key = "images" if "images" in z.files else ("samples" if "samples" in z.files else z.files[0])
-                arr = z[key]
-        else:
-            arr = np.load(path)
-        if arr.ndim != 4:
-            raise ValueError(f"{path}: expected an (N, C, H, W) or (N, H, W, C) array, got shape {arr.shape}")
-        if arr.shape[1] not in (1, 3) and arr.shape[-1] in (1, 3):
-            arr = arr.transpose(0, 3, 1, 2)
-        if num is not None:
-            arr = arr[:num]
-    else:
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous() * 2 - 1
+    if path.suffix not in (".npz", ".npy"):
         raise ValueError(f"{path}: expected a folder of images, an .npy or an .npz file")
+    arr = _read_array(path)
+    if arr.ndim != 4 or len(arr) == 0:
+        raise ValueError(f"{path}: expected a non-empty (N, C, H, W) or (N, H, W, C) array, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise ValueError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.shape[1] not in (1, 3) and arr.shape[-1] in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    if num is not None:
+        arr = arr[:num]
     x = torch.from_numpy(np.ascontiguousarray(arr))
     if x.dtype == torch.uint8:
         return x.float() / 127.5 - 1.0
