@@ -91,6 +91,7 @@ RK_WARMUP = [
     ("deis", {}, 3),
     ("lms", {"order": 3}, 3),
     ("lms", {"order": 4}, 4),
+    ("ipndm_v", {"order": 3}, 3),
 ]
 
 
@@ -126,7 +127,7 @@ def test_warmup_option_errors():
         get_solver("unipc", warmup="rk")
 
 
-@pytest.mark.parametrize("name,options", [("ghvb", {}), ("plms_hb", {"beta": 1.0})])
+@pytest.mark.parametrize("name,options", [("ghvb", {}), ("plms_hb", {"beta": 1.0}), ("ipndm", {})])
 def test_constant_step_methods_reach_their_order_on_a_uniform_grid(name, options):
     """GHVB / PLMS use constant-step weights: 2 on the Karras grid (listed), k = 4 on a grid uniform in
     sigma with the rk start (slowly: 3.5 at 64 -> 128, 3.75 at 128 -> 256 on sigma 5 -> 0.5)."""

@@ -1,0 +1,103 @@
+"""The 2026 solvers (iPNDM, iPNDM-v, RES multistep, gradient estimation, ER-SDE, Restart, SA-Solver):
+bit-equality with the methods they reduce to, their weights against closed forms, convergence (ODE
+order on the exact Gaussian flow: tests/test_orders.py; SDE solvers in law here) and bad options.
+Parity with pip-installable references: tests/test_parity.py."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+import solverzoo
+from solverzoo.models.gaussian import GaussianModel
+from solverzoo.solvers import get_solver
+from solverzoo.solvers.blocks import ab_weights, lagrange_weights
+from solverzoo.solvers.multistep import ipndm_v_weights
+
+GAUSS = GaussianModel(shape=(8,), mean=torch.linspace(-1, 1, 8), var=torch.linspace(0.1, 4, 8))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run(name, steps=12, model=GAUSS, num_samples=3, seed=0, **options):
+    return solverzoo.sample(model, name, steps=steps, num_samples=num_samples, seed=seed, dtype=torch.float64,
+                            **options).samples
+
+
+# --- iPNDM ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_ipndm_is_plms_without_momentum(order, final):
+    a = run("ipndm", order=order, final=final)
+    b = run("plms_hb", order=order, beta=1.0, grid="karras", final=final)
+    assert torch.allclose(a, b, rtol=0, atol=1e-13)
+
+
+def test_ipndm_v_order_2_is_variable_step_ab2_and_order_1_euler():
+    """Order 2: (1 + r/2, -r/2), the exact variable-step AB2 = lms order 2; order 1: Euler."""
+    assert torch.allclose(run("ipndm_v", order=2), run("lms", order=2), rtol=0, atol=1e-12)
+    assert torch.allclose(run("ipndm_v", order=1), run("euler"), rtol=0, atol=1e-13)
+    assert torch.allclose(run("ipndm", order=1), run("euler"), rtol=0, atol=1e-13)
+
+
+def test_ipndm_v_weights():
+    """Constant steps: AB2, AB3, and for order 4 the reference's nabla^3 weight 11/24 (AB4: 3/8);
+    any steps: exact on polynomials of degree 1 (order >= 2); degree 2 on constant steps (order 3)."""
+    for p in (1, 2, 3):
+        assert ipndm_v_weights(-0.5, [-0.5] * (p - 1)) == pytest.approx(ab_weights(p), abs=1e-14)
+    b = 11 / 24
+    expected = [w + b * c for w, c in zip(ab_weights(3) + [0.0], [1, -3, 3, -1])]
+    assert ipndm_v_weights(-0.5, [-0.5] * 3) == pytest.approx(expected, abs=1e-14)
+    rng = random.Random(0)
+    for _ in range(20):
+        nodes = sorted((rng.uniform(0.1, 10) for _ in range(5)), reverse=True)  # sigma_{i-3} > ... > sigma_{i+1}
+        t1, t0 = nodes[-1], nodes[-2]
+        past = [nodes[-2 - k] - nodes[-3 - k] for k in range(3)]
+        for p in (2, 3):
+            c = ipndm_v_weights(t1 - t0, past[:p - 1])
+            ts = [nodes[-2 - k] for k in range(p)]
+            assert sum(c) == pytest.approx(1, abs=1e-12)
+            assert sum(ci * t for ci, t in zip(c, ts)) == pytest.approx((t0 + t1) / 2, abs=1e-11)
+        # order 4 (as published): the weights sum to 1 only when consecutive step ratios agree
+        h, (h1, h2, h3) = t1 - t0, past
+        b = (((1 - h / (3 * (h + h1))) / 2 + (1 - h / (2 * (h + h1))) * h / (6 * (h + h1 + h2)))
+             * (h * (h + h1) * (h + h1 + h2)) / (h1 * (h1 + h2) * (h1 + h2 + h3)))
+        defect = b * (h1 / h2) * (h1 + h2) / (h2 + h3) * (h2 / h3 - h1 / h2)
+        assert sum(ipndm_v_weights(h, past)) == pytest.approx(1 + defect, abs=1e-11)
+        # the exact variable-step weights (lms) differ at order 3 on uneven steps
+        exact = [w / (t1 - t0) for w in lagrange_weights([nodes[-2 - k] for k in range(3)], t0, t1)]
+        uneven = abs(past[0] / past[1] - 1) > 0.2
+        if uneven:
+            assert max(abs(a - e) for a, e in zip(ipndm_v_weights(t1 - t0, past[:2]), exact)) > 1e-3
+
+
+@pytest.mark.parametrize("name", ["ipndm", "ipndm_v"])
+def test_ipndm_budget_and_convergence(name):
+    for nfe in (1, 4, 9):
+        assert solverzoo.sample(GAUSS, name, nfe=nfe, num_samples=2).nfe == nfe
+    from solverzoo.noise import INIT, NoiseSource
+    errors = []
+    for n in (8, 32, 128):
+        r = solverzoo.sample(GAUSS, name, steps=n, num_samples=4, dtype=torch.float64, final="sigma_min")
+        s0, s1 = float(r.grid.sigma[0]), float(r.grid.sigma[-1])
+        z = NoiseSource(0, range(4), INIT, dtype=torch.float64).randn(GAUSS.shape)
+        errors.append((r.samples - GAUSS.ode_flow(s0 * z, s0, s1)).abs().max().item())
+    assert errors[2] < 1e-3 and errors[2] < errors[0] / 50, errors
+
+
+@pytest.mark.parametrize("name,options", [("ipndm", {"order": 5}), ("ipndm_v", {"order": 0}),
+                                          ("ipndm", {"warmup": "euler"})])
+def test_ipndm_bad_options(name, options):
+    with pytest.raises(ValueError):
+        get_solver(name, **options)
