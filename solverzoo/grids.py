@@ -16,7 +16,6 @@ one step, or a grid that is not strictly decreasing.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .processes import Process
+from .registry import Registry, check_options, signature_options
 
 __all__ = ["Grid", "GRIDS", "FINALS", "make_grid", "list_grids", "from_sigmas"]
 
@@ -228,31 +228,19 @@ def from_sigmas(process: Process, sigmas: Sequence[float], final: str | None = N
     return _finish(process, sigma, final, "explicit")
 
 
-GRIDS: dict[str, Callable[..., Grid]] = {
-    "karras": karras,
-    "geometric": geometric,
-    "uniform_lambda": uniform_lambda,
-    "uniform_t": uniform_t,
-    "exponential": exponential,
-    "polyexponential": polyexponential,
-    "vp": vp,
-    "quadratic": quadratic,
-    "kl_optimal": kl_optimal,
-}
+#: grid builders ``builder(process, steps, final, **options) -> Grid`` by name
+GRIDS: Registry[Callable[..., Grid]] = Registry("grid")
+for _builder in (karras, geometric, uniform_lambda, uniform_t, exponential, polyexponential, vp, quadratic, kl_optimal):
+    GRIDS.register(_builder.__name__, _builder)
+del _builder
 
 
 def list_grids() -> list[str]:
-    return sorted(GRIDS)
+    return GRIDS.names()
 
 
 def make_grid(name: str, process: Process, steps: int, final: str = "zero", **options) -> Grid:
     """Build a grid by name; ``options`` go to the builder (``rho``, ``sigma_min``...)."""
-    try:
-        builder = GRIDS[name]
-    except KeyError:
-        raise ValueError(f"unknown grid {name!r}; choose one of {', '.join(list_grids())}") from None
-    valid = [p for p in inspect.signature(builder).parameters if p not in ("process", "steps", "final")]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} for grid {name!r}; valid options: {', '.join(valid)}")
+    builder = GRIDS.lookup(name)
+    check_options("grid", name, options, signature_options(builder, skip=2, exclude=("final",)))
     return builder(process, steps, final=final, **options)

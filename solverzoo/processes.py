@@ -20,6 +20,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .registry import Registry
+
 __all__ = [
     "Process",
     "VEProcess",
@@ -407,18 +409,16 @@ class DiscreteVPProcess(Process):
         return {**super().describe(), "num_timesteps": self.num_timesteps}
 
 
-PROCESSES: dict[str, Callable[..., Process]] = {
-    "ve": VEProcess,
-    "vp": VPProcess,
-    "edm": EDMProcess,
-    "fdm-edm": FDMEDMProcess,
-    "fdm-vp": FDMVPProcess,
-    "fdm-ve": FDMVEProcess,
-}
+#: process classes by name
+PROCESSES: Registry[Callable[..., Process]] = Registry("process")
+for _name, _cls in (("ve", VEProcess), ("vp", VPProcess), ("edm", EDMProcess), ("fdm-edm", FDMEDMProcess),
+                    ("fdm-vp", FDMVPProcess), ("fdm-ve", FDMVEProcess)):
+    PROCESSES.register(_name, _cls)
+del _name, _cls
 
 
 def list_processes() -> list[str]:
-    return sorted(PROCESSES)
+    return PROCESSES.names()
 
 
 def get_process(name: str | Process, **options) -> Process:
@@ -426,10 +426,6 @@ def get_process(name: str | Process, **options) -> Process:
     if isinstance(name, Process):
         return name
     try:
-        factory = PROCESSES[name]
-    except KeyError:
-        raise ValueError(f"unknown process {name!r}; choose one of {', '.join(list_processes())}") from None
-    try:
-        return factory(**options)
-    except TypeError as err:
+        return PROCESSES.build(name, **options)
+    except TypeError as err:  # a value of the wrong type
         raise ValueError(f"bad option for process {name!r}: {err}") from None

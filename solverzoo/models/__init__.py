@@ -7,6 +7,7 @@ from typing import Callable
 from ..processes import Process, get_process
 from .base import AnalyticModel, CountingDenoiser, Model
 from .gmm_2d import GMM2D
+from ..registry import Registry
 from .gmm_image import GMMImage
 
 __all__ = [
@@ -50,10 +51,11 @@ def _gmm_2d(process: str | Process = "edm", process_options: dict | None = None,
     return GMM2D(process=_process(process, process_options), **options)
 
 
-MODELS: dict[str, Callable[..., Model]] = {
-    "gmm-image": _gmm_image,
-    "gmm-2d": _gmm_2d,
-}
+#: model factories by name; get_model also takes a diffusers folder, a .pt file or module:factory
+MODELS: Registry[Callable[..., Model]] = Registry(
+    "model", alternatives="or give a diffusers folder, a .pt checkpoint or module:factory")
+MODELS.register("gmm-image", _gmm_image)
+MODELS.register("gmm-2d", _gmm_2d)
 
 try:  # the Gaussian reference model lives in its own module
     from .gaussian import GaussianModel as _GaussianModel
@@ -61,7 +63,7 @@ try:  # the Gaussian reference model lives in its own module
     def _gaussian(process: str | Process = "edm", process_options: dict | None = None, **options) -> Model:
         return _GaussianModel(process=_process(process, process_options), **options)
 
-    MODELS["gaussian"] = _gaussian
+    MODELS.register("gaussian", _gaussian)
     __all__.append("GaussianModel")
     GaussianModel = _GaussianModel
 except ImportError:  # pragma: no cover
@@ -75,7 +77,7 @@ def _digits_unet(**options) -> Model:
     return load_shipped("digits-unet", **options)
 
 
-MODELS["digits-unet"] = _digits_unet
+MODELS.register("digits-unet", _digits_unet)
 
 
 def _patches_unet(**options) -> Model:
@@ -86,11 +88,11 @@ def _patches_unet(**options) -> Model:
     return load_shipped("patches-unet", **options)
 
 
-MODELS["patches-unet"] = _patches_unet
+MODELS.register("patches-unet", _patches_unet)
 
 
 def list_models() -> list[str]:
-    return sorted(MODELS)
+    return MODELS.names()
 
 
 def get_model(name: str, **options) -> Model:
@@ -104,6 +106,5 @@ def get_model(name: str, **options) -> Model:
 
         if looks_like_spec(name):  # a diffusers folder, a .pt file or module:factory
             return load_model(name, **options)
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}, or give a diffusers "
-                         f"folder, a .pt checkpoint or module:factory") from None
+        raise MODELS.unknown(name) from None
     return factory(**options)

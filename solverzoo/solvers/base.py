@@ -25,6 +25,7 @@ from ..grids import FINALS, Grid, from_sigmas, make_grid
 from ..models.base import CountingDenoiser, Model
 from ..noise import NoiseSource
 from ..preconditioners.build import FilterSpec
+from ..registry import Registry, check_options
 
 __all__ = ["SolverInfo", "Solver", "Context", "SOLVERS", "register", "get_solver", "list_solvers", "solver_info",
            "declared_options", "resolve_options"]
@@ -166,12 +167,8 @@ def resolve_options(cls: type, given: dict[str, Any]) -> dict[str, Any]:
     with the class's ``defaults`` and ``pinned`` values filled in."""
     options, pinned = declared_options(cls)
     name = cls.info.name if hasattr(cls, "info") else cls.__name__
-    unknown = sorted(set(given) - set(options))
-    if unknown:
-        fixed = [f"{k}={pinned[k]!r}" for k in unknown if k in pinned]
-        note = f" ({name} fixes {', '.join(fixed)})" if fixed else ""
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} for solver {name!r}{note}; "
-                         f"valid options: {', '.join(options)}")
+    fixed = [f"{k}={pinned[k]!r}" for k in sorted(set(given) & set(pinned))]
+    check_options("solver", name, given, options, note=f" ({name} fixes {', '.join(fixed)})" if fixed else "")
     defaults: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         defaults.update(vars(klass).get("defaults", {}))
@@ -335,20 +332,17 @@ class Solver(metaclass=_SolverType):
         return f"{type(self).__name__}({self.options()})"
 
 
-SOLVERS: dict[str, type[Solver]] = {}
+#: solver classes by ``info.name`` (filled by :func:`register` as the family modules are imported)
+SOLVERS: Registry[type[Solver]] = Registry("solver")
 
 
 def register(cls: type[Solver]) -> type[Solver]:
     """Class decorator: add a solver to the registry under ``cls.info.name``."""
-    name = cls.info.name
-    if name in SOLVERS:
-        raise ValueError(f"solver {name!r} registered twice")
-    SOLVERS[name] = cls
-    return cls
+    return SOLVERS.register(cls.info.name, cls)
 
 
 def list_solvers() -> list[str]:
-    return sorted(SOLVERS)
+    return SOLVERS.names()
 
 
 def solver_info(name: str) -> SolverInfo:
@@ -356,10 +350,7 @@ def solver_info(name: str) -> SolverInfo:
 
 
 def _lookup(name: str) -> type[Solver]:
-    try:
-        return SOLVERS[name]
-    except KeyError:
-        raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(list_solvers())}") from None
+    return SOLVERS.lookup(name)
 
 
 def get_solver(name: str | Solver, **options) -> Solver:
