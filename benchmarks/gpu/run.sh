@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Solver overhead and noise cost per step against the model call, on a CUDA machine, in one command
+# (under 5 minutes on one GPU: bench.py stops starting new cells after --budget-s, 240 s by default).
+#
+#   bash benchmarks/gpu/run.sh                         # results in $OUT, else benchmarks/gpu/results/
+#   bash benchmarks/gpu/run.sh --device cpu --quick    # tiny sizes: checks that it runs anywhere
+#
+# Extra arguments go to bench.py (python benchmarks/gpu/bench.py -h).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+OUT_DIR="${OUT:-benchmarks/gpu/results}"
+"$PYTHON" -c "import solverzoo" 2>/dev/null || { echo "solverzoo is not importable by $PYTHON: pip install -e ." >&2; exit 2; }
+exec "$PYTHON" benchmarks/gpu/bench.py --out "$OUT_DIR" "$@"
