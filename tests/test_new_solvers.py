@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import solverzoo
+import solverzoo.noise
 from solverzoo.models.gaussian import GaussianModel
 from solverzoo.solvers import get_solver
 from solverzoo.solvers.blocks import ab_weights, lagrange_weights
@@ -101,3 +102,60 @@ def test_ipndm_budget_and_convergence(name):
 def test_ipndm_bad_options(name, options):
     with pytest.raises(ValueError):
         get_solver(name, **options)
+
+
+# --- RES multistep ---------------------------------------------------------------------------------------
+
+
+def comfy_res_multistep(model, x, sigmas):
+    """An independent transcription of ComfyUI's ``res_multistep`` at eta = 0 (sample_res_multistep):
+    t = -log sigma, c2 = (t_prev - t_old) / h, b1 = phi1(-h) - phi2(-h)/c2, b2 = phi2(-h)/c2."""
+    phi1 = lambda t: math.expm1(t) / t
+    phi2 = lambda t: (phi1(t) - 1.0) / t
+    old_d, old_sigma = None, None
+    for i in range(len(sigmas) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        den = model.denoise(x, torch.tensor(s, dtype=torch.float64))
+        if s_next == 0 or old_d is None:
+            x = x + (x - den) / s * (s_next - s)
+        else:
+            t, t_old, t_next, t_prev = -math.log(s), -math.log(old_sigma), -math.log(s_next), -math.log(sigmas[i - 1])
+            h = t_next - t
+            c2 = (t_prev - t_old) / h
+            b1, b2 = phi1(-h) - phi2(-h) / c2, phi2(-h) / c2
+            x = math.exp(-h) * x + h * (b1 * den + b2 * old_d)
+        old_d, old_sigma = den, s_next  # sigma_down of this step (= sigma_{i+1} at eta = 0)
+    return x
+
+
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+def test_res_multistep_is_comfyui_and_dpmpp_2m_heun(final):
+    r = solverzoo.sample(GAUSS, "res_multistep", steps=10, num_samples=3, seed=0, dtype=torch.float64, final=final)
+    x0 = r.grid.sigma[0].item() * solverzoo.noise.NoiseSource(0, range(3), solverzoo.noise.INIT,
+                                                                dtype=torch.float64).randn(GAUSS.shape)
+    ref = comfy_res_multistep(GAUSS, x0, r.grid.sigma.tolist())
+    assert torch.allclose(r.samples, ref, rtol=0, atol=1e-12), (r.samples - ref).abs().max()
+    assert torch.equal(r.samples, run("dpmpp_2m", steps=10, solver_type="heun", lower_order_final=False, final=final))
+
+
+# --- gradient estimation -----------------------------------------------------------------------------------
+
+
+def test_gradient_estimation_gamma_1_is_euler_and_gamma_2_by_hand():
+    assert torch.equal(run("gradient_estimation", gamma=1.0), run("euler"))
+    r = solverzoo.sample(GAUSS, "gradient_estimation", steps=6, num_samples=2, dtype=torch.float64)
+    sigma = r.grid.sigma.tolist()
+    x = sigma[0] * solverzoo.noise.NoiseSource(0, range(2), solverzoo.noise.INIT, dtype=torch.float64).randn(GAUSS.shape)
+    old = None
+    for i in range(6):
+        den = GAUSS.denoise(x, torch.tensor(sigma[i], dtype=torch.float64))
+        if sigma[i + 1] == 0:
+            x = den
+            break
+        d = (x - den) / sigma[i]
+        x = x + (sigma[i + 1] - sigma[i]) * (d if old is None else 2 * d - old)
+        old = d
+    assert torch.allclose(r.samples, x, rtol=0, atol=1e-13)
+    assert r.nfe == 6
+    with pytest.raises(ValueError, match="gamma"):
+        get_solver("gradient_estimation", gamma=0.5)

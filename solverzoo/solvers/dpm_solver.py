@@ -57,7 +57,7 @@ from .base import Context, SolverInfo, register
 from .blocks import ExponentialRK, Multistep, ancestral_step, check_eta, phi2, phi3, warmup_note
 from .k_diffusion_family import DPMPP, KDIFF
 
-__all__ = ["DPMPP2S", "DPMPP2M", "DPMPP3M", "DPMPP2MSDE", "DPMPP3MSDE"]
+__all__ = ["DPMPP2S", "DPMPP2M", "DPMPP3M", "DPMPP2MSDE", "DPMPP3MSDE", "RESMultistep"]
 
 SOLVER_TYPES = ("midpoint", "heun")
 THIRD_ORDER = ("exact", "upstream")
@@ -226,3 +226,28 @@ class DPMPP3MSDE(DPMSolverPPMultistep):
     info = _info("dpmpp_3m_sde", 3, "sde", KDIFF + ", sample_dpmpp_3m_sde; " + DPMPP)
     defaults = {"eta": 1.0, "solver_type": "heun", "lower_order_final": False}
     pinned = {"order": 3}
+
+
+RES = ("Zhang et al. 2023, Improved Order Analysis and Design of Exponential Integrator for Diffusion Models "
+       "Sampling (arXiv:2308.02157), refined exponential solver (RES), second-order multistep; ComfyUI res_multistep")
+
+
+@register
+class RESMultistep(DPMSolverPPMultistep):
+    """RES multistep (Zhang et al. 2023, arXiv:2308.02157: the exponential multistep whose weights satisfy
+    the order conditions b_1 + b_2 = phi_1, b_2 c_2 = phi_2; ComfyUI ``sample_res_multistep``), on x_hat
+    against lambda = -log sigma, h = lambda_t - lambda_s, c_2 = -h_{i-1} / h:
+
+        x_t = e^{-h} x_s + h [(phi_1(-h) - phi_2(-h) / c_2) D_i + (phi_2(-h) / c_2) D_{i-1}]
+            = (sigma_t/sigma_s) x_s + (1 - e^{-h}) D_i + phi2(h) (D_i - D_{i-1}) / r,   r = h_{i-1} / h,
+
+    phi_1(z) = (e^z - 1)/z, phi_2(z) = (phi_1(z) - 1)/z (h phi_2(-h) = phi2(h) of ``blocks.phi2``): the
+    DPM-Solver++(2M) update with ``solver_type="heun"`` and ``lower_order_final`` off, bit for bit.  The
+    first step is Euler, a step to sigma = 0 is x = D.  Order 2.  NFE = N.
+    """
+
+    info = SolverInfo(name="res_multistep", family="res", kind="ode", order=2, calls_per_step=1, paper=RES,
+                      grid="karras")
+    defaults = {"lower_order_final": False}
+    pinned = {"order": 2, "eta": 0.0, "s_noise": 1.0, "solver_type": "heun", "third_order": "exact",
+              "warmup": "lower"}
