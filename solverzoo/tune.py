@@ -146,13 +146,14 @@ def _run(model: Model, solver: Solver, sigmas: list[float], *, num_samples: int,
 def tune_grid(model: Model, solver: str | Solver, nfe: int, *, num_samples: int = 64, seed: int = 0,
               reference_steps: int = 200, method: str = "nelder-mead", max_evals: int = 300,
               rhos: Sequence[float] = (3.0, 5.0, 7.0, 9.0), free_end: bool = True, batch_size: int | None = None,
-              dtype: torch.dtype = torch.float64,
+              dtype: torch.dtype = torch.float32,
               on_eval: Callable[[int, float], None] | None = None) -> TuneResult:
     """Minimise the pathwise error of ``solver`` at ``nfe`` over its step schedule (module doc).
 
     ``solver`` must be deterministic (an ODE solver): a stochastic solver's error to a reference
     depends on its noise path, not on the schedule alone.  The result's ``sigmas`` fit exactly
-    this NFE budget (``solver.steps_for_nfe(nfe)`` steps).
+    this NFE budget (``solver.steps_for_nfe(nfe)`` steps).  ``dtype``: float32 by default (1.5x
+    faster than float64 on the CPU; its rounding is far below the errors being compared).
     """
     from scipy.optimize import minimize
 

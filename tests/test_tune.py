@@ -62,7 +62,8 @@ def test_pathwise_error_is_the_rms_distance():
 
 
 def test_tune_grid_lowers_the_pathwise_error(model):
-    result = tune_grid(model, "dpmpp_2m", 6, num_samples=8, seed=1, reference_steps=40, max_evals=40)
+    result = tune_grid(model, "dpmpp_2m", 6, num_samples=8, seed=1, reference_steps=40, max_evals=40,
+                       dtype=torch.float64)
     assert set(result.baselines) >= {f"karras(rho={r})" for r in (3, 5, 7, 9)}
     assert result.objective_before == min(result.baselines.values())
     assert result.objective_after < 0.9 * result.objective_before
