@@ -159,3 +159,55 @@ def test_gradient_estimation_gamma_1_is_euler_and_gamma_2_by_hand():
     assert r.nfe == 6
     with pytest.raises(ValueError, match="gamma"):
         get_solver("gradient_estimation", gamma=0.5)
+
+
+# --- ER-SDE ----------------------------------------------------------------------------------------------
+
+
+def test_er_sde_reductions():
+    """phi = sigma, stage 1: Euler; phi = sigma^2, stage 1: Euler-ancestral (eta = 1), same noise draws."""
+    assert torch.allclose(run("er_sde", noise_scale="ode", max_stage=1), run("euler"), rtol=0, atol=1e-13)
+    for final in ("zero", "sigma_min"):
+        a = run("er_sde", noise_scale="sde", max_stage=1, final=final)
+        b = run("euler_ancestral", eta=1.0, final=final)
+        assert torch.allclose(a, b, rtol=0, atol=1e-12), (a - b).abs().max()
+    assert not get_solver("er_sde", noise_scale="ode").stochastic and get_solver("er_sde").stochastic
+
+
+def test_er_sde_integrals_against_closed_forms():
+    from solverzoo.solvers.er_sde import NOISE_SCALES, _integrals
+    for t, s in [(0.002, 0.05), (1.0, 1.3), (20.0, 80.0)]:
+        s0, s1 = _integrals(NOISE_SCALES["ode"], t, s)
+        assert s0 == pytest.approx(math.log(s / t), rel=1e-13)
+        assert s1 == pytest.approx((s - t) - s * math.log(s / t), rel=1e-11, abs=1e-15)
+        s0, s1 = _integrals(NOISE_SCALES["sde"], t, s)
+        assert s0 == pytest.approx(1 / t - 1 / s, rel=1e-13)
+        assert s1 == pytest.approx(math.log(s / t) - s * (1 / t - 1 / s), rel=1e-11, abs=1e-15)
+
+
+@pytest.mark.parametrize("stage,order", [(1, 1), (2, 2), (3, 2)])
+def test_er_sde_ode_version_order(stage, order):
+    from test_orders import slope
+    s = slope("er_sde", noise_scale="ode", max_stage=stage)
+    assert order - 0.25 <= s <= order + 0.35, s
+
+
+LAW = GaussianModel(shape=(16384,), mean=0.5, var=0.25)  # iid coordinates: 32768 draws from 2 samples
+
+
+def law_error(name, steps, **options):
+    x = solverzoo.sample(LAW, name, steps=steps, num_samples=2, seed=1, dtype=torch.float64, **options).samples
+    return max(abs(x.mean().item() - 0.5) / 0.5, abs(x.var().item() / 0.25 - 1))
+
+
+@pytest.mark.parametrize("name,options", [("er_sde", {}), ("er_sde", {"max_stage": 1})])
+def test_stochastic_new_solvers_converge_in_law(name, options):
+    coarse, fine = law_error(name, 8, **options), law_error(name, 128, **options)
+    assert fine < 0.05, (coarse, fine)
+    assert fine < 0.5 * coarse or coarse < 0.08, (coarse, fine)
+
+
+def test_er_sde_bad_options():
+    for options in ({"max_stage": 4}, {"noise_scale": "vp"}, {"s_noise": -1.0}):
+        with pytest.raises(ValueError):
+            get_solver("er_sde", **options)
