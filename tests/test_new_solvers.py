@@ -200,7 +200,7 @@ def law_error(name, steps, **options):
     return max(abs(x.mean().item() - 0.5) / 0.5, abs(x.var().item() / 0.25 - 1))
 
 
-@pytest.mark.parametrize("name,options", [("er_sde", {}), ("er_sde", {"max_stage": 1})])
+@pytest.mark.parametrize("name,options", [("er_sde", {}), ("er_sde", {"max_stage": 1}), ("restart", {})])
 def test_stochastic_new_solvers_converge_in_law(name, options):
     coarse, fine = law_error(name, 8, **options), law_error(name, 128, **options)
     assert fine < 0.05, (coarse, fine)
@@ -211,3 +211,65 @@ def test_er_sde_bad_options():
     for options in ({"max_stage": 4}, {"noise_scale": "vp"}, {"s_noise": -1.0}):
         with pytest.raises(ValueError):
             get_solver("er_sde", **options)
+
+
+# --- Restart ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+def test_restart_without_restarts_is_heun(final):
+    assert torch.equal(run("restart", restarts=0, final=final), run("heun", final=final))
+    assert get_solver("restart", restarts=0).nfe_for_steps(10) == get_solver("heun").nfe_for_steps(10)
+
+
+def test_restart_budget_and_node():
+    solver = get_solver("restart", restarts=3, restart_steps=4)
+    assert solver.info.extra_calls == 24
+    r = solverzoo.sample(GAUSS, solver, steps=12, num_samples=2, dtype=torch.float64)
+    assert r.nfe == 2 * 12 - 1 + 24
+    sigma = r.grid.sigma.tolist()
+    j = solver.restart_node(sigma)
+    assert abs(sigma[j] - 0.06) == min(abs(v - 0.06) for v in sigma[1:] if v > 0)
+    sub = solver.sub_grid(sigma[j])
+    assert len(sub) == 5 and sub[0] == pytest.approx(0.30) and sub[-1] == sigma[j]
+
+
+def test_restart_by_hand():
+    """One restart written out: Heun to the node nearest t_min, noise up to t_max, Heun back, Heun on."""
+    steps = 8
+    r = solverzoo.sample(GAUSS, "restart", steps=steps, num_samples=1, seed=3, dtype=torch.float64, restarts=1,
+                         restart_steps=2)
+    sigma = r.grid.sigma.tolist()
+    src = solverzoo.noise.NoiseSource(3, range(1), solverzoo.noise.INIT, dtype=torch.float64)
+    x = sigma[0] * src.randn(GAUSS.shape)
+    path = solverzoo.noise.NoiseSource(3, range(1), solverzoo.noise.PATH, dtype=torch.float64)
+
+    def D(v, s):
+        return GAUSS.denoise(v, torch.tensor([s], dtype=torch.float64))
+
+    def heun(v, s, t):
+        d = (v - D(v, s)) / s
+        v2 = v + (t - s) * d
+        return v + (t - s) * (d + (v2 - D(v2, t)) / t) / 2
+
+    j = min(range(1, steps), key=lambda k: abs(sigma[k] - 0.06))
+    for i in range(steps):
+        if sigma[i + 1] == 0:
+            x = D(x, sigma[i])
+            break
+        x = heun(x, sigma[i], sigma[i + 1])
+        if i + 1 == j:
+            x = x + path.randn(GAUSS.shape) * math.sqrt(0.30**2 - sigma[j] ** 2)
+            a, b = 0.30 ** (1 / 7), sigma[j] ** (1 / 7)
+            mid = ((a + b) / 2) ** 7
+            x = heun(heun(x, 0.30, mid), mid, sigma[j])
+    assert torch.allclose(r.samples, x, rtol=0, atol=1e-12), (r.samples - x).abs().max()
+
+
+def test_restart_bad_options():
+    for options in ({"restart_t_min": 0.5, "restart_t_max": 0.3}, {"restarts": -1}, {"restart_steps": 0}):
+        with pytest.raises(ValueError):
+            get_solver("restart", **options)
+    with pytest.raises(ValueError, match="restart_t_max"):
+        solverzoo.sample(GAUSS, "restart", nfe=20, num_samples=1, grid=[80.0, 10.0, 0.5, 0.0], restart_t_min=8.0,
+                         restart_t_max=9.0)
