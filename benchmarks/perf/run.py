@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -66,6 +65,32 @@ STEP_OVERHEAD_TARGET = 0.05  # overhead per step / one model call
 def sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+class Stopwatch:
+    """The one timer of this script: wall time of a ``with`` block, synchronised with the device at
+    the end (and at the start unless ``sync_start=False``), so queued CUDA work is counted where it
+    runs.  ``with Stopwatch(device) as t: ...`` then ``t.seconds``."""
+
+    def __init__(self, device="cpu", sync_start: bool = True):
+        self.device, self.sync_start, self.seconds = device, sync_start, 0.0
+
+    def __enter__(self) -> "Stopwatch":
+        if self.sync_start:
+            sync(self.device)
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sync(self.device)
+        self.seconds = time.perf_counter() - self._t0
+
+
+def timed(fn, device="cpu"):
+    """(seconds, fn()) measured by a :class:`Stopwatch`."""
+    with Stopwatch(device) as t:
+        value = fn()
+    return t.seconds, value
 
 
 class TinyUNet(nn.Module):
@@ -114,8 +139,13 @@ class TimedConvModel(Model):
         return self.denoise(x, sigma)
 
     def denoise(self, x, sigma):
-        sync(x.device)
-        t0 = time.perf_counter()
+        with Stopwatch(x.device) as t:
+            out = self._denoise(x, sigma)
+        self.seconds += t.seconds
+        self.calls += 1
+        return out
+
+    def _denoise(self, x, sigma):
         s = sigma.to(device=x.device, dtype=torch.float32).reshape(-1, 1, 1, 1)
         sd2 = self.sigma_data**2
         c_skip = sd2 / (s * s + sd2)
@@ -124,11 +154,7 @@ class TimedConvModel(Model):
         c_noise = s.reshape(-1).clamp_min(1e-20).log() / 4
         with torch.no_grad():
             out = c_skip * x.float() + c_out * self.net(c_in * x.float(), c_noise)
-        out = out.to(x.dtype)
-        sync(x.device)
-        self.seconds += time.perf_counter() - t0
-        self.calls += 1
-        return out
+        return out.to(x.dtype)
 
 
 class NoiseTimer:
@@ -144,10 +170,9 @@ class NoiseTimer:
         original, timer = self.original, self
 
         def randn(src, shape):
-            t0 = time.perf_counter()
-            out = original(src, shape)
-            sync(timer.device)
-            timer.seconds += time.perf_counter() - t0
+            with Stopwatch(timer.device, sync_start=False) as t:
+                out = original(src, shape)
+            timer.seconds += t.seconds
             return out
 
         self.cls.randn = randn
@@ -226,16 +251,12 @@ def solver_cases(args, shape):
     return cases
 
 
-def run_sample(model, name, opts, nfe, batch, device, seed=0):
-    """One solverzoo.sample call: (total seconds, model seconds, noise seconds, result)."""
+def run_sample(model, name, opts, batch, device, seed=0, **budget):
+    """One solverzoo.sample call at ``nfe=`` or ``steps=``: (total seconds, model seconds, noise seconds, result)."""
     model.reset()
     with NoiseTimer(device) as noise:
-        sync(device)
-        t0 = time.perf_counter()
-        res = solverzoo.sample(model, name, nfe=nfe, num_samples=batch, batch_size=batch, seed=seed, device=device,
-                               **opts)
-        sync(device)
-        total = time.perf_counter() - t0
+        total, res = timed(lambda: solverzoo.sample(model, name, num_samples=batch, batch_size=batch, seed=seed,
+                                                    device=device, **budget, **opts), device)
     return total, model.seconds, noise.seconds, res
 
 
@@ -270,7 +291,7 @@ def run_overhead(args, device) -> dict:
                 run_opts["filters"] = explicit_filters((3, args.resolution, args.resolution))
             model = model_for(process)
             try:
-                total, inside, noise, res = run_sample(model, name, run_opts, args.nfe, args.batch, device)
+                total, inside, noise, res = run_sample(model, name, run_opts, args.batch, device, nfe=args.nfe)
             except ValueError as err:  # a solver that refuses the model
                 skipped[label] = str(err)
                 print(f"  {label}: skipped ({err})", flush=True)
@@ -321,13 +342,6 @@ def run_gmm(args, device) -> dict:
     def fft_pair():
         return torch.fft.irfft2(torch.fft.rfft2(x, norm="ortho"), s=hw, norm="ortho")
 
-    def timed(f):
-        sync(device)
-        t0 = time.perf_counter()
-        f()
-        sync(device)
-        return time.perf_counter() - t0
-
     old = torch.get_num_threads()
     out = {}
     try:
@@ -340,7 +354,7 @@ def run_gmm(args, device) -> dict:
             times = {k: [] for k in fns}
             for rep in range(args.gmm_reps):
                 for k, f in (fns.items() if rep % 2 == 0 else reversed(list(fns.items()))):
-                    times[k].append(timed(f))
+                    times[k].append(timed(f, device)[0])
             med = {k: median(v) for k, v in times.items()}
             ratio_shared = median([d / f for d, f in zip(times["denoise_shared_sigma"], times["fft_pair"])])
             ratio_per = median([d / f for d, f in zip(times["denoise_per_sample_sigma"], times["fft_pair"])])
@@ -403,21 +417,19 @@ def fd_child(args) -> dict:
     FeatureStats(args.fd_feature).update(model.sample_data(1, range(args.fd_batch)))
     gc.collect()
     base = _rss_bytes()
-    t0 = time.perf_counter()
     batches = list(range(0, n, args.fd_batch))
     trace = []  # (samples so far, current RSS MB) at 10 points of the stream
     marks = set(batches[max(0, len(batches) * k // 10 - 1)] for k in range(1, 11))
-    with _PeakRSS() as stream_peak:
+    with Stopwatch() as stream_time, _PeakRSS() as stream_peak:
         stats = FeatureStats(args.fd_feature)
         for start in batches:
             stats.update(model.sample_data(0, range(start, min(start + args.fd_batch, n))))
             if start in marks:
                 trace.append((stats.count, _rss_bytes() / 2**20))
-    stream_seconds = time.perf_counter() - t0
-    with _PeakRSS() as final_peak:
+    with Stopwatch() as distance_time, _PeakRSS() as final_peak:
         fd = ref.distance_stats(stats)
-    seconds = time.perf_counter() - t0
-    return {"n": n, "fd": fd, "seconds": seconds, "stream_seconds": stream_seconds, "rss_before_mb": base / 2**20,
+    return {"n": n, "fd": fd, "seconds": stream_time.seconds + distance_time.seconds,
+            "stream_seconds": stream_time.seconds, "rss_before_mb": base / 2**20,
             "stream_growth_mb": (stream_peak.peak - base) / 2**20,
             "distance_growth_mb": (final_peak.peak - base) / 2**20,
             "growth_mb": (max(stream_peak.peak, final_peak.peak) - base) / 2**20,
@@ -488,27 +500,15 @@ def run_kdiff(args, device) -> dict:
         keep = set(args.solvers.split(","))
         cases = [c for c in cases if c[0] in keep or c[2] in keep]
 
-    def _ours(name, opts, steps):
-        model.reset()
-        with NoiseTimer(device) as noise:
-            sync(device)
-            t0 = time.perf_counter()
-            res = solverzoo.sample(model, name, steps=steps, num_samples=args.batch, batch_size=args.batch, seed=0,
-                                   device=device, **opts)
-            sync(device)
-            total = time.perf_counter() - t0
-        return total, model.seconds, noise.seconds, res
-
     def run_theirs(sampler, opts, steps):
+        def theirs():
+            sigmas = ks.get_sigmas_karras(steps, model.process.sigma_min, model.process.sigma_max, rho=7.0,
+                                          device=device)
+            x = torch.randn(shape, device=device) * sigmas[0]
+            return getattr(ks, sampler)(model, x, sigmas, disable=True, **opts).to("cpu")  # as solverzoo returns
+
         model.reset()
-        sync(device)
-        t0 = time.perf_counter()
-        sigmas = ks.get_sigmas_karras(steps, model.process.sigma_min, model.process.sigma_max, rho=7.0, device=device)
-        x = torch.randn(shape, device=device) * sigmas[0]
-        out = getattr(ks, sampler)(model, x, sigmas, disable=True, **opts)
-        out = out.to("cpu")  # solverzoo returns its samples on the CPU too
-        sync(device)
-        return time.perf_counter() - t0, model.seconds, model.calls
+        return timed(theirs, device)[0], model.seconds, model.calls
 
     out = {}
     for name, opts, sampler, kd_opts, steps in cases:
@@ -517,7 +517,7 @@ def run_kdiff(args, device) -> dict:
             pair = ("ours", "theirs") if rep % 2 == 0 else ("theirs", "ours")
             for who in pair:
                 if who == "ours":
-                    total, inside, nz, res = _ours(name, opts, steps)
+                    total, inside, nz, res = run_sample(model, name, opts, args.batch, device, steps=steps)
                     ours.append((total, inside, res.nfe))
                     noise.append(nz)
                 else:
@@ -581,11 +581,7 @@ def run_noise(args, device) -> dict:
         ratios, a_t, b_t = [], [], []
         for rep in range(9):
             pair = (per_sample, one_generator) if rep % 2 == 0 else (one_generator, per_sample)
-            t = {}
-            for f in pair:
-                t0 = time.perf_counter()
-                f()
-                t[f] = (time.perf_counter() - t0) / n
+            t = {f: timed(f, device)[0] / n for f in pair}
             a_t.append(t[per_sample])
             b_t.append(t[one_generator])
             ratios.append(t[per_sample] / t[one_generator])
@@ -738,9 +734,8 @@ def main(argv=None):
     runners = {"overhead": run_overhead, "gmm": run_gmm, "fd": run_fd, "kdiff": run_kdiff, "noise": run_noise}
     for target in args.targets:
         print(f"== {target}", flush=True)
-        t0 = time.perf_counter()
-        section = runners[target](args, device)
-        stamp = dict(command=command, machine=machine_note(device), seconds=time.perf_counter() - t0,
+        seconds, section = timed(lambda: runners[target](args, device))
+        stamp = dict(command=command, machine=machine_note(device), seconds=seconds,
                      date=time.strftime("%Y-%m-%d %H:%M:%S"))
         rows = {"overhead": "solvers", "kdiff": "samplers"}.get(target)
         if args.solvers and rows and target in results:
