@@ -200,7 +200,7 @@ def law_error(name, steps, **options):
     return max(abs(x.mean().item() - 0.5) / 0.5, abs(x.var().item() / 0.25 - 1))
 
 
-@pytest.mark.parametrize("name,options", [("er_sde", {}), ("er_sde", {"max_stage": 1}), ("restart", {})])
+@pytest.mark.parametrize("name,options", [("er_sde", {}), ("er_sde", {"max_stage": 1}), ("restart", {}), ("sa_solver", {})])
 def test_stochastic_new_solvers_converge_in_law(name, options):
     coarse, fine = law_error(name, 8, **options), law_error(name, 128, **options)
     assert fine < 0.05, (coarse, fine)
@@ -273,3 +273,39 @@ def test_restart_bad_options():
     with pytest.raises(ValueError, match="restart_t_max"):
         solverzoo.sample(GAUSS, "restart", nfe=20, num_samples=1, grid=[80.0, 10.0, 0.5, 0.0], restart_t_min=8.0,
                          restart_t_max=9.0)
+
+
+# --- SA-Solver -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lof", [True, False])
+def test_sa_solver_reductions(lof):
+    """eta = 0, no corrector: order 1 is DDIM (DPM-Solver++(1)); order 2 with the order-2 weight correction
+    is UniP-2 with B(h) = -h (unipc bh1 without its corrector): both add h / (2 r) (D_i - D_{i-1})."""
+    ode = {"eta": 0.0, "corrector_order": 0, "lower_order_final": lof}
+    assert torch.allclose(run("sa_solver", order=1, **ode), run("ddim", grid="karras"), rtol=0, atol=1e-13)
+    a = run("sa_solver", order=2, **ode)
+    b = run("unipc", order=2, variant="bh1", corrector=False, grid="karras", lower_order_final=lof)
+    assert torch.allclose(a, b, rtol=0, atol=1e-12), (a - b).abs().max()
+
+
+def test_sa_solver_weights_integrate_the_exponential():
+    """The exponential Adams weights of any node set sum to 1 - e^{-k h} (a constant D) and reproduce
+    k int e^{-k(b - l)} l dl for a linear D."""
+    from solverzoo.solvers.blocks import exponential_lagrange_weights
+    for nodes, a, b, k in [([1.0], 1.0, 1.4, 1.0), ([1.0, 0.7, 0.2], 1.0, 1.3, 2.0), ([1.3, 1.0, 0.6, 0.1], 1.0, 1.3, 1.5)]:
+        w = exponential_lagrange_weights(nodes, a, b, k)
+        h = b - a
+        assert sum(w) == pytest.approx(-math.expm1(-k * h), rel=1e-12)
+        exact = b - (1 - math.exp(-k * h)) / k - a * math.exp(-k * h)  # k int_a^b e^{-k(b-l)} l dl
+        if len(nodes) > 1:
+            assert sum(wj * nj for wj, nj in zip(w, nodes)) == pytest.approx(exact, rel=1e-11)
+
+
+def test_sa_solver_options():
+    assert get_solver("sa_solver").info.order == 2 and get_solver("sa_solver", eta=0.0).stochastic is False
+    assert get_solver("sa_solver", order=3, corrector_order=4, lower_order_final=False).info.order == 3
+    for options in ({"corrector_order": 5}, {"eta": -1.0}, {"tau_sigma_min": 2.0, "tau_sigma_max": 1.0},
+                    {"order": 5}, {"warmup": "rk"}):
+        with pytest.raises(ValueError):
+            get_solver("sa_solver", **options)

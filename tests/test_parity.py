@@ -297,3 +297,31 @@ def test_k_diffusion_grids(model, name, ours_options, theirs):
         torch.set_default_dtype(previous)
     ours = solverzoo.make_grid(name, model.process, 12, **ours_options).sigma
     assert torch.allclose(ours, reference, rtol=1e-12, atol=0)
+
+
+# --- SA-Solver: diffusers SASolverScheduler in float64 ---------------------------------------------------
+
+SA_TOL = 1e-12  # measured 5e-16 .. 2e-14 on |x| < 2.2
+
+
+@pytest.mark.parametrize("predictor,corrector,tau,lof", [(2, 2, 0.0, True), (2, 2, 1.0, True), (3, 4, 1.0, False),
+                                                          (1, 1, 0.7, True), (3, 3, 0.0, False), (2, 0, 1.0, True)])
+def test_diffusers_sa_solver(vp_model, monkeypatch, predictor, corrector, tau, lof):
+    """diffusers' step in float64 (sigmas cast to float64 after set_timesteps), its noise draws replaced by
+    solverzoo's PATH stream (one per step, as sa_solver draws), its tau_func 'tau for timesteps 200..800'
+    matched by tau_sigma_min/max around sigma(200), sigma(800) of the linear-beta schedule."""
+    d = _diffusers()
+    from diffusers.schedulers import scheduling_sasolver
+    scheduler = d.SASolverScheduler(predictor_order=predictor, corrector_order=max(corrector, 1),
+                                    lower_order_final=lof, tau_func=lambda t: tau if 200 <= t <= 800 else 0.0)
+    sigmas = prepare(scheduler, 12)
+    noises = iter(path_noises(vp_model, sigmas))
+    monkeypatch.setattr(scheduling_sasolver, "randn_tensor", lambda shape, **kw: next(noises))
+    if corrector == 0:  # diffusers has no switch: a corrector is used from the second step on
+        monkeypatch.setattr(scheduler, "stochastic_adams_moulton_update", lambda this_model_output, **kw: kw["this_sample"])
+    theirs = run_scheduler(scheduler, vp_model, sigmas)
+    alphas = torch.cumprod(1 - scheduler.betas.to(torch.float64), 0)
+    s200, s800 = (((1 - alphas) / alphas).sqrt()[[200, 800]]).tolist()
+    ours = ours_on(vp_model, "sa_solver", sigmas, order=predictor, corrector_order=corrector, eta=tau,
+                   lower_order_final=lof, tau_sigma_min=s200 * (1 - 1e-9), tau_sigma_max=s800 * (1 + 1e-9))
+    assert (ours - theirs).abs().max().item() <= SA_TOL, (ours - theirs).abs().max().item()

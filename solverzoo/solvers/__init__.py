@@ -12,6 +12,6 @@ Adding a solver touches one family module: a ``@register`` class with its ``info
 from .base import SOLVERS, Context, Solver, SolverInfo, get_solver, list_solvers, register, solver_info
 from . import edm, fdm, preconditioned, score_sde, seeds  # noqa: F401  (registration)
 from . import dpm_solver, k_diffusion_family, momentum, multistep, reference  # noqa: F401  (registration: peers)
-from . import er_sde, restart  # noqa: F401  (registration: 2026 solvers)
+from . import er_sde, restart, sa_solver  # noqa: F401  (registration: 2026 solvers)
 
 __all__ = ["SOLVERS", "Context", "Solver", "SolverInfo", "get_solver", "list_solvers", "register", "solver_info"]

@@ -23,7 +23,7 @@ from .base import Context, Solver
 
 __all__ = [
     "phi", "phi2", "phi3", "lagrange_weights", "adams_gammas", "expand_differences", "ab_weights",
-    "ancestral_step", "check_eta", "churn", "check_churn", "SigmaBrownian", "stage_sigmas", "noise_chain",
+    "exponential_lagrange_weights", "ancestral_step", "check_eta", "churn", "check_churn", "SigmaBrownian", "stage_sigmas", "noise_chain",
     "PREDICTIONS", "ExponentialRK", "Multistep", "WARMUPS", "exponential_ode_step", "warmup_note",
 ]
 
@@ -107,6 +107,31 @@ def lagrange_weights(nodes: Sequence[float], a: float, b: float, log: bool = Fal
                 term, sign = term.deriv(), -sign
             upper = 0.0 if b == 0 else b * float(series(math.log(b)))
             weights.append(upper - a * float(series(math.log(a))))
+    return weights
+
+
+def exponential_lagrange_weights(nodes: Sequence[float], a: float, b: float, k: float = 1.0) -> list[float]:
+    """w_j = k int_a^b e^{k (l - b)} L_j(l) dl for the Lagrange basis L_j on ``nodes`` (in lambda): the
+    weights of D at the nodes in an exponential Adams step of dx = k (D - x) dlambda from lambda = a to
+    b (SA-Solver's predictor and corrector, Xue et al. 2023, Eq. 14-15, with k = 1 + tau^2).  In
+    u = l - b: int_{a-b}^0 e^{k u} P(u) du = [e^{k u} sum_m (-1)^m P^(m)(u) / k^{m+1}] (closed form)."""
+    nodes = [float(v) - b for v in nodes]
+    if len(set(nodes)) != len(nodes):
+        raise ValueError(f"Lagrange nodes must be distinct, got {nodes}")
+    lower = a - b
+    weights = []
+    for j, uj in enumerate(nodes):
+        basis = Polynomial([1.0])
+        for m, um in enumerate(nodes):
+            if m != j:
+                basis = basis * Polynomial([-um, 1.0]) / (uj - um)
+        series, term, scale = Polynomial([0.0]), basis, 1.0 / k
+        while True:
+            series = series + scale * term
+            if term.degree() == 0:
+                break
+            term, scale = term.deriv(), -scale / k
+        weights.append(k * (float(series(0.0)) - math.exp(k * lower) * float(series(lower))))
     return weights
 
 
