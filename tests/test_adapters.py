@@ -30,15 +30,6 @@ from solverzoo.solvers import get_solver  # noqa: E402
 from solverzoo.solvers.base import Context  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread in these tests (much faster on busy shared cores), restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _tiny_unet(fourier: bool = False):
     torch.manual_seed(0)
     return diffusers.UNet2DModel(

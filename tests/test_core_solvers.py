@@ -21,15 +21,6 @@ from solverzoo.noise import INIT, PATH, NoiseSource
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (6x slower on a loaded 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_model(proc="edm", shape=(16,)):
     n = math.prod(shape)
     return GaussianModel(shape, mean=torch.linspace(-1, 1, n).reshape(shape),

@@ -56,12 +56,8 @@ def test_shards_are_whole_batches_lowest_ranks_first():
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the worker processes
-    try:
-        single = run_bench(BenchConfig(**CONFIG))
-    finally:
-        torch.set_num_threads(old)
+    assert torch.get_num_threads() == 1  # one thread (conftest), as in the worker processes
+    single = run_bench(BenchConfig(**CONFIG))
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "out"

@@ -34,14 +34,6 @@ from solverzoo.models import get_model
 from solverzoo.models.learned import build_denoiser, save_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread in these tests (much faster on busy shared cores), restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 EXTRACTOR = textwrap.dedent('''
     import torch
     import torch.nn.functional as F

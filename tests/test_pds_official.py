@@ -23,14 +23,6 @@ F64 = torch.float64
 SNR, ALPHA = 0.16, 5.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def statistics_file(model, path) -> tuple[torch.Tensor, torch.Tensor, str]:
     """PDS's mask_gen statistics of 200 model images in [0, 1] (log1p mean |FFT|^2, mean x^2), saved."""
     x = ((model.sample_data(123, range(200)) + 1) / 2).clamp(0, 1).to(F64)

@@ -31,14 +31,6 @@ SOLVERS = list_solvers()
 CANDIDATES = [("edm", (8,)), ("edm", (1, 4, 4)), ("fdm-edm", (8,))]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def batch_free(name: str) -> dict:
     """pc-family solvers take their corrector norms per sample (the default is score_sde's batch mean)."""
     return {"corrector_norm": "sample"} if "corrector_norm" in declared_options(REGISTRY[name])[0] else {}

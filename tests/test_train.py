@@ -18,14 +18,6 @@ from solverzoo.processes import get_process
 from solverzoo.train import TrainConfig, loss_sigma_weight, train, warmup_clamp
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread in these tests (much faster on busy shared cores), restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 TINY = {"channels": 8, "channel_mult": [1, 2], "attn_levels": [1], "emb_channels": 16, "noise_channels": 8}
 
 

@@ -1,0 +1,19 @@
+"""Shared fixtures for the solverzoo test suite."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread for each test module, restored when the module is done (no session-wide side
+    effect).  The tests use tiny tensors, where intra-op threads only add synchronisation: several
+    times slower on busy shared cores.  Threads do not change results: torch's CPU reductions split
+    work the same way whatever the thread count for these sizes, and every determinism test compares
+    runs made under the same setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
