@@ -103,6 +103,15 @@ def _spaced(n: int, start: float, stop: float) -> Tensor:
     return torch.linspace(start, stop, n, dtype=torch.float64) if n > 1 else torch.tensor([start], dtype=torch.float64)
 
 
+def _exact_ends(sigma: Tensor, hi: float, lo: float) -> Tensor:
+    """Set the first and last sigma to ``hi`` and ``lo`` exactly (a transform and its inverse, e.g.
+    exp(log(x)) or tan(atan(x)), can move them by an ulp)."""
+    sigma[0] = hi
+    if len(sigma) > 1:
+        sigma[-1] = lo
+    return sigma
+
+
 def karras(process: Process, steps: int, final: str = "zero", sigma_min: float | None = None,
            sigma_max: float | None = None, rho: float = 7.0) -> Grid:
     """Karras et al. 2022, Eq. (5): sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho."""
@@ -119,11 +128,7 @@ def geometric(process: Process, steps: int, final: str = "zero", sigma_min: floa
     lo, hi = _range(process, sigma_min, sigma_max)
     # math.log: torch.tensor(python float) would be float32 and move the endpoints by ~1e-7
     log_sigma = _spaced(_nodes(steps, final), math.log(hi), math.log(lo))
-    sigma = torch.exp(log_sigma)
-    sigma[0] = hi  # exact endpoints (exp(log(x)) can be off by an ulp)
-    if len(sigma) > 1:
-        sigma[-1] = lo
-    return _finish(process, sigma, final, "geometric")
+    return _finish(process, _exact_ends(torch.exp(log_sigma), hi, lo), final, "geometric")
 
 
 def uniform_lambda(process: Process, steps: int, final: str = "zero", sigma_min: float | None = None,
@@ -163,10 +168,7 @@ def polyexponential(process: Process, steps: int, final: str = "zero", sigma_min
         raise ValueError(f"rho must be > 0, got {rho}")
     lo, hi = _range(process, sigma_min, sigma_max)
     ramp = _spaced(_nodes(steps, final), 1.0, 0.0) ** rho
-    sigma = torch.exp(ramp * (math.log(hi) - math.log(lo)) + math.log(lo))
-    sigma[0] = hi
-    if len(sigma) > 1:
-        sigma[-1] = lo
+    sigma = _exact_ends(torch.exp(ramp * (math.log(hi) - math.log(lo)) + math.log(lo)), hi, lo)
     return _finish(process, sigma, final, f"polyexponential(rho={rho:g})")
 
 
@@ -206,11 +208,7 @@ def kl_optimal(process: Process, steps: int, final: str = "zero", sigma_min: flo
     the angle atan(sigma) around the data scale (ComfyUI's ``kl_optimal`` scheduler)."""
     lo, hi = _range(process, sigma_min, sigma_max)
     angle = _spaced(_nodes(steps, final), math.atan(hi), math.atan(lo))
-    sigma = torch.tan(angle)
-    sigma[0] = hi  # exact endpoints (tan(atan(x)) can be off by an ulp)
-    if len(sigma) > 1:
-        sigma[-1] = lo
-    return _finish(process, sigma, final, "kl_optimal")
+    return _finish(process, _exact_ends(torch.tan(angle), hi, lo), final, "kl_optimal")
 
 
 def from_sigmas(process: Process, sigmas: Sequence[float], final: str | None = None) -> Grid:
