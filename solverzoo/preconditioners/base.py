@@ -43,6 +43,7 @@ __all__ = [
     "dct_matrix",
     "dft_flip",
     "image_shape_of",
+    "image_tensor",
 ]
 
 _BASES = ("dft", "dct")
@@ -95,19 +96,25 @@ def _work_dtype(x: Tensor) -> torch.dtype:
     return x.dtype
 
 
-def _as_filter(values, name: str) -> Tensor:
+def image_tensor(values, what: str) -> Tensor:
+    """``values`` as a real floating (C, H, W) tensor ((H, W) gains C = 1), finite, detached and copied;
+    ``what`` names it in the errors (TypeError for complex values, ValueError otherwise)."""
     t = torch.as_tensor(values)
     if t.is_complex():
-        raise TypeError(f"the {name} filter must be real, got {t.dtype}")
+        raise TypeError(f"{what} must be real, got {t.dtype}")
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
     if t.ndim == 2:
         t = t.unsqueeze(0)
     if t.ndim != 3:
-        raise ValueError(f"the {name} filter must have shape (C, H, W) (or (H, W)), got {tuple(t.shape)}")
+        raise ValueError(f"{what} must have shape (C, H, W) (or (H, W)), got {tuple(t.shape)}")
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"the {name} filter has non-finite values")
+        raise ValueError(f"{what} has non-finite values")
     return t.detach().clone()
+
+
+def _as_filter(values, name: str) -> Tensor:
+    return image_tensor(values, f"the {name} filter")
 
 
 def _check_fits(name: str, fshape: tuple[int, ...], image_shape: Sequence[int] | Tensor) -> None:

@@ -63,6 +63,7 @@ from .base import (
     SpaceFilter,
     _iter_batches,
     dct_matrix,
+    image_tensor,
 )
 
 __all__ = [
@@ -163,15 +164,7 @@ def tdas_space_filter(
     image, ``gamma <= 0``, ``softness <= 0`` or a softness that makes ``s`` non-positive
     (``softness <= 1 - min(m_hat)``) raise ``ValueError``.
     """
-    m = torch.as_tensor(mean_image)
-    if not m.is_floating_point():
-        m = m.to(torch.get_default_dtype())
-    if m.ndim == 2:
-        m = m.unsqueeze(0)
-    if m.ndim != 3:
-        raise ValueError(f"mean_image must have shape (C, H, W), got {tuple(m.shape)}")
-    if not bool(torch.isfinite(m).all()):
-        raise ValueError("mean_image has non-finite values")
+    m = image_tensor(mean_image, "mean_image")
     if float(m.min()) < -1e-6:
         raise ValueError(f"mean_image must be >= 0 (data in [0, 1]), got min {float(m.min()):.3g}")
     if normalize not in ("max", "rms"):
