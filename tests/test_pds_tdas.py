@@ -215,3 +215,28 @@ def test_tdas_filters_compose_with_any_stochastic_solver():
         solverzoo.get_solver("seeds2", preconditioner="tdsa")
     with pytest.raises(ValueError, match="act on images"):
         solverzoo.sample(GaussianModel((4,)), "seeds1", nfe=4, num_samples=2, preconditioner="tdas")
+
+
+def test_learned_model_filters_come_from_its_training_data():
+    """PDS/TDAS on a learned model with known training data: the statistics are a seeded draw of
+    200 of its training images (here the digits behind digits-unet), as from an analytic model's samples."""
+    import solverzoo
+    from solverzoo.data import load_digits
+    from solverzoo.preconditioners.build import FILTER_SEED, STATISTIC_SAMPLES, data_images
+
+    model = solverzoo.get_model("digits-unet")
+    images = data_images(model, "cpu", torch.float64, "pds")
+    digits = load_digits().to(torch.float64)
+    pick = torch.randperm(len(digits), generator=torch.Generator().manual_seed(FILTER_SEED))[:STATISTIC_SAMPLES]
+    assert torch.equal(images, ((digits[pick] + 1) / 2).clamp(0, 1))
+    result = solverzoo.sample(model, "pds", nfe=6, num_samples=2, seed=0)
+    assert result.nfe == 6 and torch.isfinite(result.samples).all()
+
+
+def test_learned_model_without_known_data_needs_a_filter_file():
+    import solverzoo
+
+    model = solverzoo.get_model("digits-unet")
+    model.data = None
+    with pytest.raises(ValueError, match="training data is not known"):
+        solverzoo.get_solver("pds").check_model(model)

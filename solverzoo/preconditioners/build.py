@@ -30,16 +30,38 @@ METHODS = ("pds", "tdas")
 
 
 def data_images(model: Model, device, dtype, what: str) -> Tensor:
-    """200 exact data samples in [0, 1] (images in [-1, 1] are mapped by (x + 1) / 2)."""
-    if not isinstance(model, AnalyticModel):
-        raise ValueError(
-            f"{what} needs filters for model {model.name!r}: pass filters=PATH (an .npz from "
-            f"'solverzoo filters estimate' or PDS .npy statistics); only analytic models build their own"
-        )
+    """200 data images in [0, 1] (images in [-1, 1] are mapped by (x + 1) / 2): exact samples of an
+    analytic model, or a seeded draw from a learned model's training data (``model.data``: a named
+    dataset such as ``digits`` / ``patches``, a folder or an array), as PDS and TDAS take their
+    statistics from the training set."""
+    source = _data_source(model, what)
+    if isinstance(model, AnalyticModel):
+        x = model.sample_data(FILTER_SEED, range(STATISTIC_SAMPLES), device=device).to(dtype)
+    else:
+        from ..data import load_dataset
+
+        images = load_dataset(source)
+        if tuple(images.shape[1:]) != tuple(model.shape):
+            raise ValueError(f"{what}: the training data {source!r} has images of shape {tuple(images.shape[1:])}, "
+                             f"model {model.name!r} makes {tuple(model.shape)}")
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(FILTER_SEED))[:STATISTIC_SAMPLES]
+        x = images[pick].to(device=device, dtype=dtype)
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def _data_source(model: Model, what: str) -> str | None:
+    """What the filters of ``model`` are estimated from; a ValueError if there is nothing."""
     if not model.is_image:
         raise ValueError(f"{what} filters act on images (C, H, W); model {model.name!r} has shape {model.shape}")
-    x = model.sample_data(FILTER_SEED, range(STATISTIC_SAMPLES), device=device).to(dtype)
-    return ((x + 1) / 2).clamp(0, 1)
+    if isinstance(model, AnalyticModel):
+        return None
+    source = getattr(model, "data", None)
+    if source is None:
+        raise ValueError(
+            f"{what} needs filters for model {model.name!r}, whose training data is not known: pass filters=PATH "
+            f"(an .npz from 'solverzoo filters estimate --data YOUR_DATA' or PDS .npy statistics)"
+        )
+    return str(source)
 
 
 def check_source(source: Any) -> None:
@@ -87,10 +109,7 @@ class FilterSpec:
             raise ValueError(f"{name}: filters act on images (C, H, W); model {model.name!r} has shape "
                              f"{tuple(model.shape)}")
         if self.kinds is not None:
-            if not isinstance(model, AnalyticModel):
-                raise ValueError(f"{name} needs filters for model {model.name!r}: pass a filter file (.npz from "
-                                 f"'solverzoo filters estimate' / 'tdas-estimate', or PDS .npy statistics); only "
-                                 f"analytic models build their own")
+            _data_source(model, name)
         elif isinstance(self.source, (str, os.PathLike)):
             load_filters(self.source, model.shape)
         elif hasattr(self.source, "check_shape"):
