@@ -177,3 +177,24 @@ def test_label_accuracy_on_real_digits():
     images, labels = load_digits(with_labels=True)
     assert label_accuracy(images[:300], labels[:300]) > 0.95
     assert label_accuracy(images[:300], (labels[:300] + 1) % 10) < 0.1
+
+
+# ----------------------------------------------------------------------------- the shipped conditional digits model
+def test_shipped_digits_cond_unet():
+    """Registered, float16 and <= 2 MB, class-conditional with a null label; its guided samples are
+    the requested digits for the shipped classifier, and guidance raises that accuracy."""
+    from solverzoo.models.learned import SHIPPED, shipped_checkpoint
+
+    path = shipped_checkpoint("digits-cond-unet")
+    assert SHIPPED["digits-cond-unet"] == path.name and path.stat().st_size <= 2_000_000
+    state = torch.load(path, weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    model = get_model("digits-cond-unet")
+    assert model.num_classes == 10 and model.shape == (1, 8, 8) and model.data == "digits"
+    labels = torch.arange(40) % 10
+    kw = dict(nfe=20, num_samples=40, seed=0, batch_size=40)
+    acc = {w: label_accuracy(solverzoo.sample(model, "dpmpp_2m", guidance=w, labels="all", **kw).samples, labels)
+           for w in (1.0, 3.0)}
+    assert acc[1.0] > 0.8 and acc[3.0] >= acc[1.0] - 0.05, acc
+    uncond = solverzoo.sample(model, "dpmpp_2m", **kw).samples  # the null label: the unconditional model
+    assert torch.isfinite(uncond).all() and label_accuracy(uncond, labels) < 0.5

@@ -91,6 +91,17 @@ def _patches_unet(**options) -> Model:
 MODELS.register("patches-unet", _patches_unet)
 
 
+def _digits_cond_unet(**options) -> Model:
+    """The shipped class-conditional UNet on the digits (labels 0..9 and a learned null label, for
+    classifier-free guidance: solverzoo.models.guidance; EDM process; solverzoo train --labels)."""
+    from .learned import load_shipped
+
+    return load_shipped("digits-cond-unet", **options)
+
+
+MODELS.register("digits-cond-unet", _digits_cond_unet)
+
+
 def list_models() -> list[str]:
     return MODELS.names()
 

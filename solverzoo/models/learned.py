@@ -50,7 +50,8 @@ CHECKPOINT_FORMAT = "solverzoo.unet/1"
 TORCHSCRIPT_META = "solverzoo.json"
 
 #: shipped checkpoints (package data under solverzoo/checkpoints/): model name -> file
-SHIPPED = {"digits-unet": "digits_unet.pt", "patches-unet": "patches_unet.pt"}
+SHIPPED = {"digits-unet": "digits_unet.pt", "patches-unet": "patches_unet.pt",
+           "digits-cond-unet": "digits_cond_unet.pt"}
 #: what a shipped model's checkpoint may leave unset: its data (the bench's FD reference and the
 #: PDS/TDAS statistics, solverzoo.data) and its default feature space (solverzoo.metrics.features)
 SHIPPED_DEFAULTS = {
