@@ -1,0 +1,24 @@
+"""Markdown table of the schedules suite: held-out pathwise error (pathwise.json) and the bench's
+metrics (bench/<solver>_<schedule>/results.json).  Run from the repository root."""
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+path = json.loads((HERE / "pathwise.json").read_text())
+names = {"karras3": "karras(rho=3)", "karras5": "karras(rho=5)", "karras7": "karras(rho=7)",
+         "karras9": "karras(rho=9)", "kl_optimal": "kl_optimal", "tuned": "tuned"}
+for solver in ("dpmpp_2m", "unipc"):
+    print(f"\n{solver}, NFE 10\n")
+    first = None
+    for folder, name in names.items():
+        results = json.loads((HERE / "bench" / f"{solver}_{folder}" / "results.json").read_text())
+        row = results["rows"][0]
+        assert row["nfe"] == 10 and row["status"] == "ok", row
+        if first is None:
+            first = results["metric"]
+            print(f"| schedule | pathwise RMS (256 held-out) | {first} (500) | bench path_rms (100) | fd_pixels | "
+                  f"spectral_error |")
+            print("|---|---:|---:|---:|---:|---:|")
+        print(f"| {name} | {path['solvers'][solver][name]:.4f} | {row['value']:.3f} ± {row['uncertainty']:.3f} | "
+              f"{row['path_rms']:.4f} | {row['fd']:.2f} | {row['spectral_error']:.4f} |")
