@@ -247,7 +247,7 @@ class RESMultistep(DPMSolverPPMultistep):
     """
 
     info = SolverInfo(name="res_multistep", family="res", kind="ode", order=2, calls_per_step=1, paper=RES,
-                      grid="karras")
+                      grid="karras", in_default_bench=False)
     defaults = {"lower_order_final": False}
     pinned = {"order": 2, "eta": 0.0, "s_noise": 1.0, "solver_type": "heun", "third_order": "exact",
               "warmup": "lower"}

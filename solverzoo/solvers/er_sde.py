@@ -74,7 +74,7 @@ class ERSDE(Solver):
     info = SolverInfo(name="er_sde", family="er-sde", kind="sde", order=2, calls_per_step=1, paper=ER_SDE,
                       grid="karras", preconditioning=frozenset({"noise"}),
                       order_note="stages 2 and 3 both reach 2 (the ODE version, noise_scale='ode'): D' is a "
-                                 "backward difference")
+                                 "backward difference", in_default_bench=False)
 
     def __init__(self, max_stage: int = 3, noise_scale: str = "er_sde", s_noise: float = 1.0, **base):
         super().__init__(**base)

@@ -220,7 +220,7 @@ class GradientEstimation(Solver):
     """
 
     info = SolverInfo(name="gradient_estimation", family="gradient-estimation", kind="ode", order=1,
-                      calls_per_step=1, paper=GRADIENT_ESTIMATION, grid="karras")
+                      calls_per_step=1, paper=GRADIENT_ESTIMATION, grid="karras", in_default_bench=False)
 
     def __init__(self, gamma: float = 2.0, **base):
         super().__init__(**base)

@@ -310,7 +310,7 @@ class IPNDM(_IPNDMBase):
 
     info = SolverInfo(name="ipndm", family="ipndm", kind="ode", order=2, calls_per_step=1, paper=IPNDM_REF,
                       grid="karras", order_note="4 with warmup='rk' on a grid uniform in sigma; constant-step "
-                                                "weights on the Karras grid bound it at 2")
+                                                "weights on the Karras grid bound it at 2", in_default_bench=False)
 
     def declared_order(self) -> int:
         return min(super().declared_order(), 2)
@@ -337,7 +337,7 @@ class IPNDMV(_IPNDMBase):
     info = SolverInfo(name="ipndm_v", family="ipndm", kind="ode", order=2, calls_per_step=1, paper=IPNDM_V_REF,
                       grid="karras", order_note="3 with warmup='rk' and order=3; the first-order start bounds it at "
                                                 "2, and the reference's order-4 weights are not AB4 (nabla^3 weight "
-                                                "11/24, not 3/8)")
+                                                "11/24, not 3/8)", in_default_bench=False)
 
     def declared_order(self) -> int:
         return min(super().declared_order(), 3 if self.order <= 3 else 2)
