@@ -98,7 +98,7 @@ class NoiseSource:
 
 
 # ----------------------------------------------------------------------------- Philox-4x32-10
-# Salmon et al. 2011, section 3.3 and Random123's philox.h: multipliers, Weyl key increments
+# Salmon et al. 2011 (the Philox S-box and key schedule) and Random123's philox.h: multipliers, Weyl key increments
 PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 PHILOX_ROUNDS = 10
@@ -143,7 +143,7 @@ def _wrapping_multiply(device: torch.device) -> bool:
 
 
 def philox4x32(counter: Sequence[Tensor], key: tuple[int, int], rounds: int = PHILOX_ROUNDS) -> list[Tensor]:
-    """Philox-4x32-R (Salmon et al. 2011, section 3.3; Random123 ``philox4x32_R``).
+    """Philox-4x32-R (Salmon et al. 2011, the Philox bijection; Random123 ``philox4x32_R``).
 
     ``counter``: four int64 tensors of 32-bit words (broadcastable), ``key``: two 32-bit
     ints.  Returns the four 32-bit output words as int64 tensors.  Round:
