@@ -14,7 +14,7 @@ from .solvers import get_solver, list_solvers, solver_info
 __version__ = "0.1.0"
 
 __all__ = [
-    "Grid", "SampleResult", "get_model", "get_process", "get_solver", "list_grids", "list_models",
+    "Grid", "SampleResult", "evaluate", "get_model", "get_process", "get_solver", "list_grids", "list_models",
     "list_processes", "list_solvers", "make_grid", "sample", "solver_info",
 ]
 
@@ -24,6 +24,14 @@ def get_model(name: str, **options):
     from .models import get_model as _get_model
 
     return _get_model(name, **options)
+
+
+def evaluate(model, samples, feature: str | None = None, **options) -> dict:
+    """Score samples on the bench's scale (see :func:`solverzoo.metrics.evaluate`): keys ``metric``,
+    ``value``, ``uncertainty``, ``oracle_floor``, ``excess``, ``num_samples``, ``secondaries``."""
+    from .metrics.evaluate import evaluate as _evaluate
+
+    return _evaluate(model, samples, feature, **options)
 
 
 def list_models() -> list[str]:

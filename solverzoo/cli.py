@@ -52,6 +52,9 @@ def _csv_list(value: str | None, kind=str, what: str = "value") -> list | None:
 
 
 def _parse_value(text: str):
+    """JSON where it parses (numbers, lists, true/false, NaN/Infinity), nan/inf words as floats, else the text."""
+    if text.strip().lower() in ("nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"):
+        return float(text)
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -150,24 +153,37 @@ def main() -> None:
 
 # ----------------------------------------------------------------------------- list
 @main.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
-def list_command(as_json: bool) -> None:
-    """The solver registry: family, ODE/SDE, order, model calls per step, minimum NFE, paper."""
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON (every field, full citations).")
+@click.option("--wide", is_flag=True, help="Every column (grid, preconditioning, paper); needs a wide terminal.")
+def list_command(as_json: bool, wide: bool) -> None:
+    """The solver registry by family: ODE/SDE, order, model calls per step, minimum NFE (--wide: grid, paper)."""
+    from .bench.selectors import families
     from .solvers import SOLVERS, list_solvers
 
-    infos = [SOLVERS[name].info.as_dict() for name in list_solvers()]
     if as_json:
-        click.echo(json.dumps(infos, indent=1))
+        click.echo(json.dumps([SOLVERS[name].info.as_dict() for name in list_solvers()], indent=1))
         return
-    table = Table(title="solverzoo solvers (full citations: solverzoo list --json)")
-    for col in ("name", "family", "kind", "order", "calls/step", "min NFE", "grid", "precond."):
+    infos = [SOLVERS[name].info.as_dict() for members in families().values() for name in members]
+    from rich import box
+
+    table = Table(title="solverzoo solvers" + ("" if wide else " (list --wide / --json: all fields)"),
+                  caption="--solvers takes names, families, 'all' or globs (e.g. pds,seeds or 'dpmpp_*')",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("family", "name", "kind", "order", "calls", "min NFE"):
         table.add_column(col, no_wrap=True)
-    table.add_column("paper", overflow="ellipsis", no_wrap=True, min_width=20)
+    if wide:
+        for col in ("grid", "precond."):
+            table.add_column(col, no_wrap=True)
+        table.add_column("paper", overflow="fold")
+    previous = None
     for info in infos:
-        table.add_row(info["name"], info["family"], info["kind"], str(info["order"]), str(info["calls_per_step"]),
-                      str(info["min_nfe"]), info["grid"], ",".join(info["preconditioning"]) or "-",
-                      info["paper"].split(",")[0])
-    console.print(table)
+        row = ["" if info["family"] == previous else info["family"], info["name"], info["kind"], str(info["order"]),
+               str(info["calls_per_step"]), str(info["min_nfe"])]
+        if wide:
+            row += [info["grid"], ",".join(info["preconditioning"]) or "-", info["paper"]]
+        previous = info["family"]
+        table.add_row(*row)
+    (Console(width=max(console.width, 200)) if wide and not console.is_terminal else console).print(table)
 
 
 # ----------------------------------------------------------------------------- sample
@@ -227,6 +243,7 @@ def sample_command(model, model_option, solver, nfe, num_samples, seed, batch_si
 
 
 def _save_grid(samples, path: Path, max_images: int = 64) -> None:
+    """A square grid of the first samples, each nearest-upscaled to at least 64 pixels."""
     import math
 
     import matplotlib
@@ -234,36 +251,47 @@ def _save_grid(samples, path: Path, max_images: int = 64) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = samples[:max_images].clamp(-1, 1).add(1).div(2)
-    n = len(x)
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    c, h, w = x.shape[1:]
-    canvas = x.new_ones((c, rows * (h + 1) + 1, cols * (w + 1) + 1))
-    for k in range(n):
-        r, q = divmod(k, cols)
-        canvas[:, 1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = x[k]
-    img = canvas.permute(1, 2, 0).numpy()
-    plt.imsave(path, img[..., 0] if c == 1 else img, cmap="gray" if c == 1 else None)
+    from .bench.report import image_grid
+
+    x = samples[:max_images].float().numpy()
+    cols = math.ceil(math.sqrt(len(x)))
+    rows = math.ceil(len(x) / cols)
+    img = image_grid(list(x), rows, cols)
+    plt.imsave(path, img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+               vmin=0, vmax=1)
 
 
 # ----------------------------------------------------------------------------- bench
+def _read_data_or_fail(option: str, data: str, loader):
+    """Run a data loader; an unreadable file (a corrupt image, a broken array) is a usage error naming it."""
+    import zipfile
+
+    try:
+        return loader()
+    except click.UsageError:
+        raise
+    except (OSError, SyntaxError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as err:
+        _fail(f"{option} {data}: cannot read the data ({type(err).__name__}: {err})")
+
+
 @main.command("bench")
 @click.option("--model", default="gmm-image", show_default=True)
 @click.option("--model-option", "-m", multiple=True, help="key=value passed to the model, e.g. resolution=64.")
-@click.option("--solvers", default=None, help="Comma-separated solver names. Default: every solver that applies.")
+@click.option("--solvers", default=None,
+              help="Comma-separated solver names, families (seeds, dpmpp, edm, score_sde...), 'all' or globs "
+                   "('dpmpp_*'). Default: every solver that applies.")
 @click.option("--nfe", default="10,20,50", show_default=True, help="Comma-separated NFE budgets.")
 @click.option("--num-samples", type=click.IntRange(2), default=500, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--feature", default=None,
-              help="FD feature: pixels or pool:K (analytic models, default pixels); learned models also "
-                   "digits_classifier, inception, custom:module:function (default: the model's own, e.g. "
-                   "digits_classifier for digits-unet).")
+              help="Analytic models: whitened (default: mmd_whitened, the unbiased kernel distance in the model's "
+                   "whitened basis), or pixels / pool:K to rank by that Frechet distance. Learned models: "
+                   "digits_classifier, inception, custom:module:function, pixels, pool:K (default: the model's own).")
 @click.option("--option", "-o", multiple=True, help="Solver option solver.key=value (or key=value for all).")
 @click.option("--repeats", type=click.IntRange(1), default=1, show_default=True,
-              help="Disjoint seed ranges per cell; the table shows mean ± std.")
+              help="Disjoint seed ranges per cell; cells show the mean and its uncertainty.")
 @click.option("--reference", default=None,
               help="Learned models: reference data ('digits', a folder of images, an array) or an .npz from "
                    "'solverzoo fid-ref'. Default: the model's training data when known.")
@@ -275,46 +303,57 @@ def _save_grid(samples, path: Path, max_images: int = 64) -> None:
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out (same options) and run the rest.")
 @click.option("--noise", type=click.Choice(["cpu", "philox"]), default="cpu", show_default=True,
               help="Per-sample noise: CPU generators (reproduces earlier results) or Philox on the device.")
+@click.option("--guidance", type=float, default=None,
+              help="Classifier-free guidance weight w: D_u + w (D_c - D_u) (1: conditional; one guided call = 1 NFE). "
+                   "Needs a class-conditional model (gmm-image -m conditional=true, digits-cond-unet).")
+@click.option("--labels", default=None,
+              help="Class of each sample: 0,1,2 (cycled over the sample index), all (0..K-1 cycled, the default "
+                   "under --guidance) or random (seeded per sample).")
 @usage_errors
 def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_size, device, feature, option,
-                  repeats, reference, inception, out, overwrite, resume, noise):
-    """NFE-versus-FD sweep: a table, OUT/results.json, OUT/results.csv and OUT/nfe_vs_fd.png."""
+                  repeats, reference, inception, out, overwrite, resume, noise, guidance, labels):
+    """NFE-versus-quality sweep: tables, OUT/results.json, results.csv, one plot per metric, samples.png."""
     from .bench.report import write_outputs
-    from .bench.runner import BenchConfig, default_solvers, run_bench
+    from .bench.runner import BenchConfig, default_solvers, learned_filters, run_bench
+    from .bench.selectors import select_solvers
+    from .bench.validate import build_model, check_device, check_solver_options, check_solver_run
     from .metrics import metric_name
-    from .models import get_model
-    from .sampling import resolve_device
-    from .solvers import get_solver
+    from .metrics.evaluate import PRIMARY_ANALYTIC, WHITENED
 
     rank, world = _init_distributed()  # torchrun: every rank samples its share, rank 0 writes
     nfes = _csv_list(nfe, int, "NFE budget")
     if any(n < 1 for n in nfes):
         _fail(f"NFE budgets must be positive, got {nfe}")
-    solver_names = _csv_list(solvers, str, "solver")
-    resolve_device(device)
+    solver_names = select_solvers(solvers) if solvers is not None else None
+    check_device(device)
     from .metrics.fid import feature_metric_name, resolve_inception
 
-    if feature is not None:
-        feature_metric_name(feature)
-        if feature_metric_name(feature) == "fid_inception":
-            resolve_inception(inception)  # the weights file is checked before anything else
-    net = get_model(model, **_model_options(model_option))
+    model_options = _model_options(model_option)
+    net = build_model(model, model_options)
     from .models.base import AnalyticModel
+    from .models.guidance import condition
+
+    condition(net, guidance, labels, seed)  # bad guidance / labels: exit 2 before any work
 
     if isinstance(net, AnalyticModel):
-        feature = feature or "pixels"
-        metric_name(feature)
+        feature = feature or WHITENED
+        if feature not in (WHITENED, PRIMARY_ANALYTIC):
+            metric_name(feature)
         if reference is not None or inception is not None:
             _fail(f"--reference / --inception apply to learned models; {model!r} has exact moments")
     else:
+        if feature is not None:
+            feature_metric_name(feature)
+            if feature_metric_name(feature) == "fid_inception":
+                resolve_inception(inception)  # the weights file is checked before anything else
         feature = feature or getattr(net, "default_feature", None) or "pixels"
+        data = reference or getattr(net, "data", None)
+        if data is not None and not str(data).endswith(".npz"):
+            from .data import load_dataset
+
+            _read_data_or_fail("--reference", data, lambda: load_dataset(data))
     names = solver_names or default_solvers(net)
     solver_options = _solver_options(option, names, nfes)
-    for name in names:  # validate every solver, option and budget before any work
-        built = get_solver(name, **solver_options.get(name, {}))
-        built.check_model(net)
-        for n in nfes:
-            built.steps_for_nfe(n)
     if overwrite and resume:
         _fail("--overwrite and --resume exclude each other")
     if not resume:
@@ -327,10 +366,14 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
         problem = _agree(problem, world)
         if problem:
             _fail(problem)
-    config = BenchConfig(model=model, model_options=_model_options(model_option), solvers=names,
+    if not isinstance(net, AnalyticModel):  # PDS / TDAS filters from the model's known data
+        solver_options = learned_filters(net, names, solver_options, reference, out, write=rank == 0)
+    for name in names:  # validate every solver, option and budget before any work
+        check_solver_run(check_solver_options(name, solver_options.get(name, {})), net, nfes)
+    config = BenchConfig(model=model, model_options=model_options, solvers=names,
                          solver_options=solver_options, nfe=nfes, num_samples=num_samples, seed=seed,
                          batch_size=batch_size, device=device, feature=feature, repeats=repeats,
-                         reference=reference, inception=inception, noise=noise)
+                         reference=reference, inception=inception, guidance=guidance, labels=labels, noise=noise)
     command = "solverzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with _progress(disable=rank != 0) as progress:
         task = progress.add_task("bench", total=len(names) * len(nfes) * num_samples * repeats)
@@ -338,22 +381,25 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
         def on_row(row):
             if rank != 0:
                 return
-            fd = "—" if row.fd is None else f"{row.fd:.3f}"
-            spec = "" if row.spectral_error is None else f"  spectral {row.spectral_error:.3f} hf {row.hf_ratio:.2f}"
+            value = "—" if row.value is None else f"{row.value:.3g} ± {row.uncertainty:.2g}"
+            extra = "" if row.fd is None or row.fd == row.value else f"  fd {row.fd:.1f}"
+            extra += "" if row.spectral_error is None else f"  spectral {row.spectral_error:.3f} hf {row.hf_ratio:.2f}"
+            extra += "" if row.path_rms is None else f"  path {row.path_rms:.3g}"
+            extra += "" if row.label_accuracy is None else f"  label accuracy {row.label_accuracy:.3f}"
             rep = f" #{row.repeat}" if repeats > 1 else ""
             progress.console.print(f"  {row.solver:>16} NFE {row.nfe_requested:>4}{rep} ({row.nfe} counted): "
-                                   f"{row.metric} {fd}{spec}  [{row.status}] {row.seconds:.1f}s")
+                                   f"{row.metric} {value}{extra}  [{row.status}] {row.seconds:.1f}s")
 
         results = run_bench(config, out, on_progress=lambda k: progress.advance(task, k), on_row=on_row,
                             command=command, resume=resume)
     bad = [r for r in results["rows"] if r["status"] != "ok"]
     if rank == 0:
-        write_outputs(results, out)
+        written = write_outputs(results, out)
         print_table(results)
         for r in bad:
             err_console.print(f"[red]{r['solver']} @ {r['nfe_requested']}: {r['status']}: "
                               f"{r['message'].splitlines()[0]}")
-        console.print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'nfe_vs_fd.png'}"
+        console.print(f"results: {', '.join(str(p) for p in [out / 'results.json', *written])}"
                       + (f" ({world} processes)" if world > 1 else ""))
     if world > 1:
         import torch.distributed as dist
@@ -363,43 +409,62 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
     sys.exit(1 if bad else 0)
 
 
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
 def print_table(results: dict) -> None:
-    """The FD table (rows solvers, columns NFE budgets) and, for image models, the spectral error."""
-    from .bench.report import table_rows
+    """The primary-metric table (verdict marks), then FD, spectral error and path error (when present)."""
+    from .bench.report import SIGNIFICANCE, table_rows
 
     nfes, by_solver = table_rows(results)
     floor = results.get("oracle_floor")
-    floor_text = "n/a" if floor is None else f"{floor:.3f}"
-    table = Table(title=f"{results['metric']} (lower is better; oracle floor {floor_text}). "
-                        f"Cells: fd [counted NFE]")
+    metric = results["metric"]
+    tables = {"value": Table(title=f"{metric} (lower is better; oracle floor {_fmt(floor)}). Cells: value ± std "
+                                   f"[counted NFE]; * best in the column, = not significantly worse "
+                                   f"(within {SIGNIFICANCE:g} std)")}
+    fd_metric = results.get("fd_metric")
+    if fd_metric and fd_metric != metric and any(c.get("fd") is not None for cs in by_solver.values()
+                                                for c in cs.values()):
+        tables["fd"] = Table(title=f"{fd_metric} (secondary: biased at N < d; oracle floor "
+                                   f"{_fmt(results.get('fd_oracle_floor'), 4)}). Cells: fd")
     spectral = results.get("spectral_floor")
-    spec_table = Table(title=f"spectral_error (0 = the data's radial power spectrum; oracle floor "
-                             f"{spectral['spectral_error']:.3f}). Cells: error (hf_ratio)") if spectral else None
-    for t in filter(None, (table, spec_table)):
+    if spectral:
+        tables["spectral_error"] = Table(title=f"spectral_error (0 = the exact radial power spectrum; oracle floor "
+                                               f"{spectral['spectral_error']:.3f}). Cells: error (hf_ratio)")
+    if any(c.get("path_rms") is not None for cs in by_solver.values() for c in cs.values()):
+        ref = results.get("path_reference", {})
+        tables["path_rms"] = Table(title=f"path_rms (ODE solvers: RMS distance to {ref.get('solver')} at NFE "
+                                         f"{ref.get('nfe')} from the same noise, {ref.get('num_samples')} samples)")
+    if any(c.get("label_accuracy") is not None for cs in by_solver.values() for c in cs.values()):
+        tables["label_accuracy"] = Table(title="label_accuracy (the shipped digits classifier on each sample's "
+                                               "requested label; 1 = all)")
+    for t in tables.values():
         t.add_column("solver")
         for n in nfes:
             t.add_column(f"NFE {n}", justify="right")
     for solver, cells in by_solver.items():
-        row, spec_row = [solver], [solver]
+        rows = {key: [solver] for key in tables}
         for n in nfes:
             r = cells.get(n)
-            if r is None:
-                row.append("")
-                spec_row.append("")
-            elif r["status"] != "ok":
-                row.append(f"[red]{r['status']}")
-                spec_row.append(f"[red]{r['status']}")
-            else:
-                std = f" ± {r['fd_std']:.2f}" if r["repeats"] > 1 else ""
-                row.append(f"{r['fd']:.2f}{std} [{r['nfe']}]")
-                spec = r.get("spectral_error")
-                spec_row.append("" if spec is None else f"{spec:.3f} ({r['hf_ratio']:.2f})")
-        table.add_row(*row)
-        if spec_table is not None:
-            spec_table.add_row(*spec_row)
-    console.print(table)
-    if spec_table is not None:
-        console.print(spec_table)
+            for key in tables:
+                if r is None:
+                    rows[key].append("")
+                elif r["status"] != "ok":
+                    rows[key].append(f"[red]{r['status']}")
+                elif key == "value":
+                    mark = {"best": " [bold green]*", "tie": " [green]="}.get(r["verdict"], "  ")
+                    unc = "" if r["uncertainty"] is None else f" ± {r['uncertainty']:.2g}"
+                    rows[key].append(f"{r['value']:.3g}{unc} [{r['nfe']}]{mark}")
+                elif key == "spectral_error":
+                    spec = r.get("spectral_error")
+                    rows[key].append("" if spec is None else f"{spec:.3f} ({r['hf_ratio']:.2f})")
+                else:
+                    rows[key].append(_fmt(r.get(key), 4))
+        for key, t in tables.items():
+            t.add_row(*rows[key])
+    for t in tables.values():
+        console.print(t)
 
 
 @main.command("report")
@@ -407,7 +472,7 @@ def print_table(results: dict) -> None:
 @click.argument("other_dir", type=click.Path(path_type=Path), required=False)
 @usage_errors
 def report_command(results_dir: Path, other_dir: Path | None) -> None:
-    """Rebuild the table, CSV and plot from a saved results folder; with a second folder,
+    """Rebuild the tables, CSV and plots from a saved results folder; with a second folder,
     compare the two (the difference per solver and NFE; nothing is rewritten)."""
     from .bench.report import load_results, table_rows, write_outputs
 
@@ -434,12 +499,63 @@ def report_command(results_dir: Path, other_dir: Path | None) -> None:
             a, b = cells_a.get(solver, {}).get(n), cells_b.get(solver, {}).get(n)
             if a is None or b is None:
                 row.append("only in " + ("b" if a is None else "a") if (a or b) else "")
-            elif a["fd"] is None or b["fd"] is None:
+            elif a["value"] is None or b["value"] is None:
                 row.append(f"{a['status']} -> {b['status']}")
             else:
-                row.append(f"{a['fd']:.2f} -> {b['fd']:.2f} ({b['fd'] - a['fd']:+.2f})")
+                row.append(f"{a['value']:.3g} -> {b['value']:.3g} ({b['value'] - a['value']:+.3g})")
         table.add_row(*row)
     console.print(table)
+
+
+@main.command("score")
+@click.argument("samples", type=click.Path(path_type=Path))
+@click.option("--model", default="gmm-image", show_default=True, help="The model the samples are meant to follow.")
+@click.option("--model-option", "-m", multiple=True, help="key=value passed to the model.")
+@click.option("--feature", default=None, help="As for bench (default: the bench's metric for this model).")
+@click.option("--reference", default=None, help="Learned models: reference data or fid-ref .npz (as for bench).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@usage_errors
+def score_command(samples: Path, model, model_option, feature, reference, as_json) -> None:
+    """Score SAMPLES (.npz with 'samples' or one array, or .npy; (N, C, H, W) in [-1, 1]) on the bench's scale."""
+    import numpy as np
+
+    from .bench.validate import build_model
+    from .metrics.evaluate import evaluate
+
+    if not samples.is_file():
+        _fail(f"{samples}: no such file (give an .npz or .npy of samples)")
+
+    def load():
+        if samples.suffix == ".npy":
+            return np.load(samples, allow_pickle=False)
+        with np.load(samples, allow_pickle=False) as z:
+            if not z.files:
+                _fail(f"{samples}: the archive holds no array")
+            key = "samples" if "samples" in z.files else z.files[0]
+            return z[key]
+
+    if samples.suffix not in (".npz", ".npy"):
+        _fail(f"{samples}: expected an .npz or .npy file of samples")
+    arr = _read_data_or_fail("SAMPLES", str(samples), load)
+    if not np.issubdtype(arr.dtype, np.number):
+        _fail(f"{samples}: expected a numeric array, got dtype {arr.dtype}")
+    net = build_model(model, _model_options(model_option))
+    shape = tuple(net.shape)
+    if arr.ndim == len(shape) + 1 and arr.shape[1:] != shape and arr.shape[-1] == shape[0] \
+            and arr.shape[1:-1] == shape[1:]:
+        arr = np.moveaxis(arr, -1, 1)  # (N, H, W, C) -> (N, C, H, W)
+    if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
+        _fail(f"{samples}: samples of shape {arr.shape} do not match model {model!r}, whose samples are "
+              f"(N, {', '.join(map(str, shape))})")
+    result = evaluate(net, arr.astype(np.float64), feature, reference=reference)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    floor = result["oracle_floor"]
+    console.print(f"{result['metric']} = {result['value']:.4g} ± {result['uncertainty']:.2g} "
+                  f"(N = {result['num_samples']}; oracle floor {_fmt(floor)}, excess {_fmt(result['excess'])})")
+    for key, value in result["secondaries"].items():
+        console.print(f"  {key} = {_fmt(value, 4)}")
 
 
 # ----------------------------------------------------------------------------- filters
@@ -478,20 +594,28 @@ def _load_images(data: str, num: int):
             _fail(f"--data {data}: the folder holds no .png/.jpg images")
         arrays = []
         for f in files:
-            a = mpimg.imread(f)
+            try:
+                a = mpimg.imread(f)
+            except (OSError, SyntaxError, ValueError) as err:
+                _fail(f"--data {data}: cannot read image {f} ({type(err).__name__}: {err})")
             a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
             arrays.append(a[..., None] if a.ndim == 2 else a[..., :3])
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             _fail(f"--data {data}: images have different shapes {sorted(shapes)}")
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            arr = z[z.files[0]]
-    elif path.suffix == ".npy":
-        arr = np.load(path)
-    else:
+    if path.suffix not in (".npz", ".npy"):
         _fail(f"--data {data}: expected a folder, .npy, .npz, or model:NAME")
+
+    def read():
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            if not z.files:
+                _fail(f"--data {data}: the archive holds no array")
+            return z[z.files[0]]
+
+    arr = _read_data_or_fail("--data", data, read)
     if arr.ndim != 4:
         _fail(f"--data {data}: expected an (N, C, H, W) or (N, H, W, C) array, got shape {arr.shape}")
     x = torch.from_numpy(np.asarray(arr, dtype=np.float64))
@@ -672,8 +796,10 @@ def fid_ref_command(data, out, feature, inception, num, device, overwrite):
 
     if out.exists() and not overwrite:
         _fail(f"{out} exists; pass --overwrite")
-    extractor = build_extractor(feature, inception=inception, device=resolve_device(device))
-    images = load_dataset(data, num)
+    from .bench.validate import check_device
+
+    extractor = build_extractor(feature, inception=inception, device=check_device(device))
+    images = _read_data_or_fail("--data", data, lambda: load_dataset(data, num))
     if len(images) < 2:
         _fail(f"--data {data}: need at least 2 images")
     with _progress() as progress:

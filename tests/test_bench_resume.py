@@ -52,6 +52,18 @@ def test_killed_run_resumes_to_the_same_rows(tmp_path):
     assert not [f for f in os.listdir(part) if f.endswith(".tmp")]
 
 
+def test_resume_refuses_results_of_an_older_schema(tmp_path):
+    out = tmp_path / "old"
+    small = ["bench", "--model", "gmm-image", "-m", "resolution=8", "--solvers", "euler", "--nfe", "4",
+             "--num-samples", "10", "--out", str(out)]
+    assert CliRunner().invoke(main, small).exit_code == 0
+    saved = json.loads((out / "results.json").read_text())
+    del saved["schema_version"]
+    (out / "results.json").write_text(json.dumps(saved))
+    again = CliRunner().invoke(main, [*small, "--resume"])
+    assert again.exit_code == 2 and "schema" in again.output
+
+
 def test_resume_refuses_a_different_configuration(tmp_path):
     out = tmp_path / "r"
     small = ["bench", "--model", "gmm-image", "-m", "resolution=8", "--solvers", "euler", "--nfe", "4",
@@ -77,7 +89,8 @@ def test_repeats_use_disjoint_seed_ranges(tmp_path):
     saved = json.loads((out / "results.json").read_text())
     fds = [r["fd"] for r in saved["rows"]]
     assert [r["repeat"] for r in saved["rows"]] == [0, 1, 2]
-    assert len(set(fds)) == 3 and len(set(saved["oracle_floors"])) == 3
+    assert len(set(fds)) == 3 and len(set(saved["fd_oracle_floors"])) == 3
+    assert saved["oracle_floors"] == [0.0, 0.0, 0.0]  # mmd_whitened is unbiased at every N
     assert "±" in result.output
     # repeat 1 is samples 10..19 of the same seed: the same as a single run over 20 samples' second half
     single = CliRunner().invoke(main, ["bench", "--model", "gmm-image", "-m", "resolution=8", "--solvers", "heun",
@@ -97,5 +110,6 @@ def test_divergence_is_a_row_not_a_crash(tmp_path):
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["solver"], r["status"]) for r in rows] == [("pc", "nonfinite"), ("euler", "ok")]
     assert rows[0]["message"] == "8 of 8 samples are not finite" and rows[0]["fd"] is None
+    assert rows[0]["value"] is None and rows[1]["value"] is not None
     assert result.exit_code == 1
-    assert (out / "nfe_vs_fd.png").exists()
+    assert (out / "nfe_vs_fd.png").exists() and (out / "nfe_vs_mmd_whitened.png").exists()

@@ -1,19 +1,32 @@
-"""Tables, CSV and the NFE-versus-FD plot, built from a results dict (or results.json)."""
+"""Tables, CSV, plots and the sample sheet, built from a results dict (or results.json)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
-__all__ = ["load_results", "write_csv", "plot_nfe_vs_fd", "table_rows", "write_outputs"]
+__all__ = ["load_results", "write_csv", "plot_metrics", "plot_samples", "table_rows", "write_outputs",
+           "PLOTTED", "SIGNIFICANCE"]
 
-CSV_FIELDS = ("solver", "nfe_requested", "repeat", "nfe", "steps", "metric", "fd", "fd_excess", "oracle_floor",
-              "spectral_error", "hf_ratio", "seconds", "status", "message")
+CSV_FIELDS = ("solver", "nfe_requested", "repeat", "nfe", "steps", "metric", "value", "uncertainty", "excess",
+              "oracle_floor", "verdict", "fd", "fd_excess", "spectral_error", "hf_ratio", "path_rms", "label_accuracy",
+              "seconds", "status", "message")
+
+#: A solver is "not significantly worse" than a column's best when value - best <= SIGNIFICANCE * sqrt(u^2 + u_best^2).
+SIGNIFICANCE = 2.0
+
+#: Metrics drawn, one picture each: (row field, file stem, axis label or None for the primary metric's name).
+PLOTTED = (("excess", None, None), ("fd_excess", "fd", "fd excess over its oracle floor"),
+           ("spectral_error", "spectral_error", "spectral error"), ("path_rms", "path_rms", "path RMS vs reference"))
 
 
 def load_results(path: str | Path) -> dict:
-    """Read a results.json (or the folder holding one); clear errors for malformed files."""
+    """Read a results.json (or the folder holding one); clear errors for malformed files.
+
+    Files without ``schema_version`` (schema 1: ``fd`` was the primary metric) are read with
+    their ``fd`` / ``fd_excess`` as the primary value / excess."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
@@ -22,29 +35,47 @@ def load_results(path: str | Path) -> dict:
             results = json.load(fh)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such results file") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
         raise ValueError(f"{path}: not a solverzoo results file (no 'rows' list)")
+    if "schema_version" not in results:
+        for row in results["rows"]:
+            if isinstance(row, dict):
+                row.setdefault("value", row.get("fd"))
+                row.setdefault("excess", row.get("fd_excess"))
+                row.setdefault("uncertainty", None)
+        results.setdefault("fd_metric", results.get("metric"))
+        results.setdefault("fd_oracle_floor", results.get("oracle_floor"))
     return results
 
 
 def write_csv(results: dict, path: Path) -> None:
+    _, by_solver = table_rows(results)
+    verdicts = {(s, n): c.get("verdict", "") for s, cells in by_solver.items() for n, c in cells.items()}
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for row in results["rows"]:
-            writer.writerow({k: row.get(k) for k in CSV_FIELDS})
+            writer.writerow({k: row.get(k) for k in CSV_FIELDS} | {"verdict": verdicts.get(
+                (row["solver"], row["nfe_requested"]), "")})
     tmp.replace(path)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def table_rows(results: dict) -> tuple[list[int], dict[str, dict[int, dict]]]:
     """NFE columns and {solver: {nfe_requested: cell}} in the order solvers ran.
 
-    A cell aggregates the repeats (disjoint seed ranges) of one (solver, NFE): ``fd`` is
-    their mean, ``fd_std`` the sample standard deviation (0 for one repeat), ``status``
-    is "ok" only if every repeat is.
+    A cell aggregates the repeats (disjoint seed ranges) of one (solver, NFE): ``value`` (and
+    every other metric) is their mean, ``uncertainty`` the standard deviation of that mean
+    (the rows' uncertainties combined; the spread across repeats when a row has none),
+    ``spread`` the sample standard deviation across repeats (0 for one), ``status`` is "ok"
+    only if every repeat is.  ``verdict`` is "best" for the lowest value of an NFE column,
+    "tie" for a value not significantly above it (:data:`SIGNIFICANCE`), else "".
     """
     nfes = sorted({row["nfe_requested"] for row in results["rows"]})
     grouped: dict[str, dict[int, list[dict]]] = {}
@@ -54,56 +85,209 @@ def table_rows(results: dict) -> tuple[list[int], dict[str, dict[int, dict]]]:
     for solver, cells in grouped.items():
         for nfe, rows in cells.items():
             bad = [r for r in rows if r["status"] != "ok"]
-            cell = dict(rows[0], repeats=len(rows))
-            if bad:
-                cell.update(status=bad[0]["status"], message=bad[0].get("message", ""), fd=None, fd_std=None)
+            cell = dict(rows[0], repeats=len(rows), verdict="")
+            if bad or any(r.get("value") is None for r in rows):
+                first = bad[0] if bad else rows[0]
+                cell.update(status=first["status"], message=first.get("message", ""), value=None, uncertainty=None,
+                            spread=None)
             else:
-                fds = [r["fd"] for r in rows]
-                mean = sum(fds) / len(fds)
-                std = (sum((f - mean) ** 2 for f in fds) / (len(fds) - 1)) ** 0.5 if len(fds) > 1 else 0.0
-                cell.update(fd=mean, fd_std=std)
+                vals = [r["value"] for r in rows]
+                mean = _mean(vals)
+                spread = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+                us = [r.get("uncertainty") for r in rows]
+                if all(u is not None for u in us):
+                    unc = math.sqrt(sum(u * u for u in us)) / len(us)
+                else:
+                    unc = spread / math.sqrt(len(vals)) if len(vals) > 1 else None
+                cell.update(value=mean, uncertainty=unc, spread=spread)
+                floor = cell.get("oracle_floor")
+                cell["excess"] = None if floor is None else mean - _mean([r["oracle_floor"] for r in rows])
+                for key in ("fd", "fd_excess", "spectral_error", "hf_ratio", "path_rms", "label_accuracy"):
+                    got = [r.get(key) for r in rows]
+                    cell[key] = _mean(got) if all(g is not None for g in got) else None
             by_solver.setdefault(solver, {})[nfe] = cell
+    for nfe in nfes:  # the verdict per NFE column
+        cells = [c[nfe] for c in by_solver.values() if nfe in c and c[nfe]["value"] is not None]
+        if not cells:
+            continue
+        best = min(cells, key=lambda c: c["value"])
+        best["verdict"] = "best"
+        ub = best["uncertainty"] or 0.0
+        for c in cells:
+            if c is best:
+                continue
+            u = c["uncertainty"] or 0.0
+            if c["value"] - best["value"] <= SIGNIFICANCE * math.sqrt(u * u + ub * ub):
+                c["verdict"] = "tie"
     return nfes, by_solver
 
 
-def plot_nfe_vs_fd(results: dict, path: Path) -> None:
-    """One curve per solver (counted NFE on a log axis), the oracle floor as a line."""
+def _family_styles(solvers: list[str]) -> dict[str, tuple]:
+    """(colour, marker, family) per solver: one colour per family, one marker per member."""
+    from ..solvers import SOLVERS
+
+    families: dict[str, list[str]] = {}
+    for s in solvers:
+        fam = SOLVERS[s].info.family if s in SOLVERS else "other"
+        families.setdefault(fam, []).append(s)
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
+    markers = "osD^v<>phX*P"
+    styles = {}
+    for k, (fam, members) in enumerate(families.items()):
+        for j, s in enumerate(members):
+            styles[s] = (palette[k % len(palette)], markers[j % len(markers)], fam)
+    return styles
+
+
+def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    _, by_solver = table_rows(results)
-    markers = "osD^v<>phX*"
-    for k, (solver, cells) in enumerate(by_solver.items()):
-        pts = sorted((r["nfe"], r["fd"], r["fd_std"]) for r in cells.values() if r["status"] == "ok")
+    nfes, by_solver = table_rows(results)
+    series = {}
+    for solver, cells in by_solver.items():
+        pts = sorted((c["nfe"], c[key], c.get("uncertainty") if key == "excess" else None, n)
+                     for n, c in cells.items() if c["status"] == "ok" and c.get(key) is not None)
         if pts:
-            x, y, err = zip(*pts)
-            ax.errorbar(x, y, yerr=err if any(err) else None, marker=markers[k % len(markers)], label=solver,
-                        linewidth=1.5, markersize=4, capsize=2)
-    floor = results.get("oracle_floor")
-    if floor:
-        ax.axhline(floor, color="black", linestyle="--", linewidth=1, label="oracle floor")
+            series[solver] = pts
+    if not series:
+        return False
+    styles = _family_styles(list(series))
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    values = [p[1] for pts in series.values() for p in pts]
+    positive = [v for v in values if v > 0]
+    uncs = [p[2] for pts in series.values() for p in pts if p[2]]
+    # symmetric log: values within the noise (around 0 for an unbiased metric) stay visible
+    linthresh = (sorted(uncs)[len(uncs) // 2] if uncs else (min(positive) if positive else 1.0)) or 1e-6
+    for solver, pts in series.items():
+        colour, marker, fam = styles[solver]
+        x, y, err = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+        ax.errorbar(x, y, yerr=err if all(e is not None for e in err) else None, color=colour, marker=marker,
+                    markersize=5, linewidth=1.0, alpha=0.85, capsize=2, label=f"{solver} ({fam})")
+    front = []  # the best solver per NFE column
+    for n in nfes:
+        best = min(((pts_n[1], pts_n[0]) for pts in series.values() for pts_n in pts if pts_n[3] == n), default=None)
+        if best is not None:
+            front.append((best[1], best[0]))
+    if front:
+        front.sort()
+        ax.plot([f[0] for f in front], [f[1] for f in front], color="black", linewidth=3, alpha=0.35, zorder=0,
+                label="best per NFE")
+        ax.scatter([f[0] for f in front], [f[1] for f in front], s=160, facecolors="none", edgecolors="black",
+                   linewidths=1.5, zorder=5)
+    ax.axhline(0.0, color="black", linestyle="--", linewidth=0.8)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=linthresh)
     ax.set_xlabel("NFE (counted model calls)")
-    ax.set_ylabel(results.get("metric", "fd"))
+    ax.set_ylabel(label + " (symmetric log; lower is better)")
     model = results.get("model", {})
     n = results.get("config", {}).get("num_samples")
-    ax.set_title(f"{model.get('name', '?')} {tuple(model.get('shape', ()))}, {model.get('process', {}).get('name', '')}"
-                 f" process, N = {n}", fontsize=10)
+    ax.set_title(f"{label}: {model.get('name', '?')} {tuple(model.get('shape', ()))}, N = {n}; "
+                 f"colour = family, marker = member, ring = best per NFE", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=7, ncol=1 + len(series) // 18, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
+    fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
+    return True
 
 
-def write_outputs(results: dict, out: Path) -> None:
-    """results.csv and nfe_vs_fd.png beside results.json."""
+def plot_metrics(results: dict, out: Path) -> list[Path]:
+    """One picture per metric: ``nfe_vs_<primary metric>.png`` (excess over the oracle floor),
+    ``nfe_vs_fd.png``, ``nfe_vs_spectral_error.png``, ``nfe_vs_path_rms.png`` when the rows have them."""
+    metric = results.get("metric", "value")
+    written = []
+    for key, stem, label in PLOTTED:
+        if key == "excess" and metric == results.get("fd_metric"):
+            continue  # the FD is the primary metric: drawn once, as nfe_vs_fd.png
+        label = label or f"{metric} excess over its oracle floor"
+        if key == "fd_excess":
+            label = f"{results.get('fd_metric', 'fd')} excess over its oracle floor"
+        path = out / f"nfe_vs_{stem or metric}.png"
+        if _plot_one(results, key, label, path):
+            written.append(path)
+    return written
+
+
+def _upscale_factor(size: int, minimum: int = 64) -> int:
+    return max(1, -(-minimum // size))
+
+
+def image_grid(images, rows: int, cols: int, minimum: int = 64):
+    """(H', W', C) array in [0, 1]: ``images`` (rows * cols, C, H, W) in [-1, 1] (None = blank), each
+    nearest-upscaled to at least ``minimum`` pixels, with 2-pixel white gaps."""
+    import numpy as np
+
+    first = next(im for im in images if im is not None)
+    c, h, w = first.shape
+    f = _upscale_factor(min(h, w), minimum)
+    gap = 2
+    H, W = h * f, w * f
+    canvas = np.ones((rows * (H + gap) + gap, cols * (W + gap) + gap, c), dtype=np.float32)
+    for k, im in enumerate(images):
+        if im is None:
+            continue
+        r, q = divmod(k, cols)
+        a = ((np.asarray(im, dtype=np.float32).clip(-1, 1) + 1) / 2).transpose(1, 2, 0)
+        a = a.repeat(f, 0).repeat(f, 1)
+        canvas[gap + r * (H + gap):gap + r * (H + gap) + H, gap + q * (W + gap):gap + q * (W + gap) + W] = a
+    return canvas
+
+
+def plot_samples(results: dict, previews: dict, path: Path) -> bool:
+    """samples.png: rows solvers, columns NFE (each cell: the first samples, same initial noise)."""
+    if not previews:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nfes, by_solver = table_rows(results)
+    solvers = [s for s in by_solver if any((s, n) in previews for n in nfes)]
+    per = max(len(x) for x in previews.values())
+    images = []
+    for s in solvers:
+        for n in nfes:
+            x = previews.get((s, n))
+            for j in range(per):
+                images.append(None if x is None or j >= len(x) else x[j].numpy())
+    canvas = image_grid(images, len(solvers), len(nfes) * per)
+    c = canvas.shape[-1]
+    h_in = canvas.shape[0] / 100 + 0.6
+    w_in = canvas.shape[1] / 100 + 1.6
+    fig = plt.figure(figsize=(w_in, h_in), dpi=100)
+    ax = fig.add_axes([1.5 / w_in, 0.05 / h_in, canvas.shape[1] / 100 / w_in, canvas.shape[0] / 100 / h_in])
+    ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, interpolation="nearest",
+              vmin=0, vmax=1)
+    cell_h = (canvas.shape[0] - 2) / max(len(solvers), 1)
+    cell_w = (canvas.shape[1] - 2) / len(nfes)
+    ax.set_yticks([1 + cell_h * (k + 0.5) for k in range(len(solvers))], solvers, fontsize=8)
+    ax.set_xticks([1 + cell_w * (k + 0.5) for k in range(len(nfes))], [f"NFE {n}" for n in nfes], fontsize=9)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def write_outputs(results: dict, out: Path) -> list[Path]:
+    """results.csv, one plot per metric and samples.png beside results.json; returns the files written."""
+    from .runner import load_previews
+
     out.mkdir(parents=True, exist_ok=True)
     write_csv(results, out / "results.csv")
-    plot_nfe_vs_fd(results, out / "nfe_vs_fd.png")
+    written = [out / "results.csv", *plot_metrics(results, out)]
+    if plot_samples(results, load_previews(out), out / "samples.png"):
+        written.append(out / "samples.png")
+    return written

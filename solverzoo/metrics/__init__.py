@@ -1,4 +1,5 @@
-"""Sample-quality metrics against exact analytic references."""
+"""Sample-quality metrics: kernel distance in the whitened basis (analytic models), Frechet distance,
+spectral error, and :func:`evaluate`, the bench's scale for any sample set."""
 
 from .fd import (
     ExactReference,
@@ -13,8 +14,17 @@ from .fd import (
     oracle_floor,
     parse_feature,
 )
+from .evaluate import Scorer, evaluate, make_scorer
+from .mmd import KernelReference, kernel_reference, mmd2_unbiased, whitening_map
 
 __all__ = [
+    "KernelReference",
+    "Scorer",
+    "evaluate",
+    "kernel_reference",
+    "make_scorer",
+    "mmd2_unbiased",
+    "whitening_map",
     "ExactReference",
     "FeatureStats",
     "clear_caches",

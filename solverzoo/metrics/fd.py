@@ -402,5 +402,9 @@ def oracle_floor(model, feature: str = "pixels", num_samples: int = 10_000, seed
 
 
 def clear_caches() -> None:
+    """Forget every cached reference (FD moments, floors, kernel references)."""
+    from .mmd import clear_kernel_caches
+
     _REFERENCES.clear()
     _FLOORS.clear()
+    clear_kernel_caches()
