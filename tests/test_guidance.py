@@ -170,6 +170,27 @@ def test_cli_sample_with_guidance(tmp_path):
     assert meta["conditioning"]["guidance"] == 4.0 and meta["conditioning"]["labels"] == "1"
 
 
+# ----------------------------------------------------------------------------- bench under guidance
+def test_bench_reports_pathwise_error_to_a_guided_reference(tmp_path):
+    """The pathwise reference is solved with the same guidance: heun at the reference's own budget
+    lands on it (path_rms ~ 0), a 10-NFE solve does not; results record the conditioning."""
+    from solverzoo.bench.runner import PATH_REFERENCE_NFE
+
+    out = tmp_path / "b"
+    args = ["bench", "--model", "gmm-image", "-m", "resolution=4", "-m", "channels=1", "-m", "conditional=true",
+            "-m", "process=edm", "--solvers", "heun,dpmpp_2m", "--nfe", f"10,{PATH_REFERENCE_NFE}",
+            "--num-samples", "12", "--batch-size", "12", "--guidance", "5", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["conditioning"]["guidance"] == 5.0 and res["conditioning"]["network_passes_per_nfe"] == 2
+    assert res["config"]["guidance"] == 5.0
+    rows = {(r["solver"], r["nfe_requested"]): r for r in res["rows"]}
+    assert rows[("heun", PATH_REFERENCE_NFE)]["path_rms"] < 1e-6
+    assert rows[("heun", 10)]["path_rms"] > 1e-3 and rows[("dpmpp_2m", 10)]["path_rms"] > 1e-4
+    assert all(r["label_accuracy"] is None for r in res["rows"])  # not digits
+
+
 # ----------------------------------------------------------------------------- classifier accuracy
 def test_label_accuracy_on_real_digits():
     from solverzoo.data import load_digits
