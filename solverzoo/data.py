@@ -11,12 +11,13 @@ Other data: a folder of .png/.jpg images or an ``.npy`` / ``.npz`` array (N, C, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DIGITS", "PATCHES", "DATASETS", "load_digits", "load_patches", "patch_sources", "read_image",
+__all__ = ["DIGITS", "PATCHES", "DATASETS", "load_digits", "load_patches", "patch_sources", "read_image", "read_array",
            "load_images", "load_dataset", "to_unit", "to_uint8"]
 
 DIGITS = "digits"
@@ -134,19 +135,19 @@ def read_image(path: str | Path) -> np.ndarray:
     return a[..., None] if a.ndim == 2 else a
 
 
-def _read_array(path: Path) -> np.ndarray:
-    """The array of an .npy file, or of an .npz archive (key ``images``, else ``samples``, else the first);
-    an unreadable file raises ``ValueError`` naming it."""
+def read_array(path: str | Path, keys: Sequence[str] = ("images", "samples")) -> np.ndarray:
+    """The array of an .npy file, or of an .npz archive (the first of ``keys`` it holds, else its first
+    array); no pickles.  An unreadable file or an empty archive raises ``ValueError`` naming it."""
     import zipfile
 
+    path = Path(path)
     try:
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)
         with np.load(path, allow_pickle=False) as z:
             if not z.files:
                 raise ValueError("the archive holds no array")
-            key = "images" if "images" in z.files else ("samples" if "samples" in z.files else z.files[0])
-            return z[key]
+            return z[next((k for k in keys if k in z.files), z.files[0])]
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: cannot read the array ({type(err).__name__}: {err})") from None
 
@@ -174,7 +175,7 @@ def load_images(path: str | Path, num: int | None = None) -> Tensor:
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous() * 2 - 1
     if path.suffix not in (".npz", ".npy"):
         raise ValueError(f"{path}: expected a folder of images, an .npy or an .npz file")
-    arr = _read_array(path)
+    arr = read_array(path)
     if arr.ndim != 4 or len(arr) == 0:
         raise ValueError(f"{path}: expected a non-empty (N, C, H, W) or (N, H, W, C) array, got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
