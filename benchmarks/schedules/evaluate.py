@@ -25,6 +25,7 @@ for solver in ("dpmpp_2m", "unipc"):
     schedules = {f"karras(rho={r})": {"grid": "karras", "grid_options": {"rho": float(r)}} for r in (3, 5, 7, 9)}
     schedules["kl_optimal"] = {"grid": "kl_optimal"}
     schedules["tuned"] = {"grid": load_grid_file(HERE / f"{solver}_nfe10.json")[0]}
+    schedules["tuned (fixed end)"] = {"grid": load_grid_file(HERE / f"{solver}_nfe10_fixed_end.json")[0]}
     errors = {}
     for name, options in schedules.items():
         run = solverzoo.sample(model, solver, nfe=NFE, num_samples=COUNT, seed=SEED, dtype=torch.float64, **options)

@@ -8,10 +8,14 @@ D=benchmarks/schedules
 for S in dpmpp_2m unipc; do
   solverzoo tune-grid --model gmm-image --solver $S --nfe 10 --num-samples 128 --seed 0 \
       --max-evals 200 --out $D/${S}_nfe10.json --overwrite
+  solverzoo tune-grid --model gmm-image --solver $S --nfe 10 --num-samples 128 --seed 0 \
+      --max-evals 200 --fixed-end --out $D/${S}_nfe10_fixed_end.json --overwrite
 done
 python $D/evaluate.py          # pathwise error on 256 held-out noises (seed 1) -> $D/pathwise.json
 for S in dpmpp_2m unipc; do     # the bench's metrics, 500 samples of seed 1, one folder per schedule
   solverzoo bench --solvers $S --nfe 10 --seed 1 -o $S.grid=@$D/${S}_nfe10.json --out $D/bench/${S}_tuned --overwrite
+  solverzoo bench --solvers $S --nfe 10 --seed 1 -o $S.grid=@$D/${S}_nfe10_fixed_end.json \
+      --out $D/bench/${S}_tuned_fixed_end --overwrite
   solverzoo bench --solvers $S --nfe 10 --seed 1 -o $S.grid=kl_optimal --out $D/bench/${S}_kl_optimal --overwrite
   for R in 3 5 7 9; do
     solverzoo bench --solvers $S --nfe 10 --seed 1 -o $S.grid=karras -o "$S.grid_options={\"rho\": $R}" \

@@ -7,7 +7,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 path = json.loads((HERE / "pathwise.json").read_text())
 names = {"karras3": "karras(rho=3)", "karras5": "karras(rho=5)", "karras7": "karras(rho=7)",
-         "karras9": "karras(rho=9)", "kl_optimal": "kl_optimal", "tuned": "tuned"}
+         "karras9": "karras(rho=9)", "kl_optimal": "kl_optimal", "tuned": "tuned",
+         "tuned_fixed_end": "tuned (fixed end)"}
 for solver in ("dpmpp_2m", "unipc"):
     print(f"\n{solver}, NFE 10\n")
     first = None
