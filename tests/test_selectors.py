@@ -1,0 +1,56 @@
+"""--solvers selectors (names, families, all, globs) and PDS/TDAS filters from a learned model's data."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from solverzoo.bench.selectors import families, select_solvers
+from solverzoo.cli import main
+from solverzoo.solvers import SOLVERS, list_solvers
+
+
+def test_family_all_and_glob_selectors():
+    assert select_solvers("seeds") == families()["seeds"]
+    assert {"seeds1", "seeds2", "seeds3"} <= set(select_solvers("seeds"))
+    assert select_solvers("pds,seeds")[0] == "pds"
+    assert select_solvers("all") == list_solvers()
+    assert select_solvers("dpmpp_*") == [n for n in list_solvers() if n.startswith("dpmpp_")]
+    assert select_solvers("dpmpp") == families()["dpm-solver"]
+    assert select_solvers("score_sde") == ["euler_maruyama", "pc"]
+    assert select_solvers("edm") == ["euler", "heun"]
+    # order of the items, no duplicates; '-' and '_' alike in family names
+    assert select_solvers("heun,edm") == ["heun", "euler"]
+    assert select_solvers("dpm_solver") == select_solvers("dpm-solver")
+    every = {SOLVERS[n].info.family for n in list_solvers()}
+    assert set(families()) == every
+
+
+@pytest.mark.parametrize("spec, message", [("nosuch", "unknown solver or family"), ("zz*", "matches no solver"),
+                                           ("", "empty solver selection")])
+def test_bad_selectors_name_the_choices(spec, message):
+    with pytest.raises(ValueError, match=message):
+        select_solvers(spec)
+
+
+def test_pds_and_tdas_on_a_learned_model_build_filters_from_its_data(tmp_path):
+    out = tmp_path / "d"
+    result = CliRunner().invoke(main, ["bench", "--model", "digits-unet", "--solvers", "pds,tdas", "--nfe", "6",
+                                       "--num-samples", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for name in ("pds", "tdas"):
+        path = out / f"filters_{name}.npz"
+        with np.load(path) as z:
+            assert z["space"].shape == (1, 8, 8) and "freq" in z.files
+        row = next(r for r in rows if r["solver"] == name)
+        assert row["options"]["filters"] == str(path)  # the run records the file it used
+    # the PDS statistics are those of the digits themselves
+    from solverzoo.data import load_dataset
+    from solverzoo.preconditioners import pds_statistics
+
+    stats = pds_statistics(((load_dataset("digits", 200).double() + 1) / 2).clamp(0, 1))
+    with np.load(out / "filters_pds.npz") as z:
+        assert np.allclose(z["freq"], stats.freq.numpy()) and np.allclose(z["space"], stats.space.numpy())
