@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+from io import StringIO
 from pathlib import Path
+
+from ..io import atomic_write, atomic_write_text, image_grid
 
 __all__ = ["load_results", "write_csv", "plot_metrics", "plot_samples", "table_rows", "write_outputs",
            "PLOTTED", "SIGNIFICANCE"]
@@ -53,14 +56,13 @@ def load_results(path: str | Path) -> dict:
 def write_csv(results: dict, path: Path) -> None:
     _, by_solver = table_rows(results)
     verdicts = {(s, n): c.get("verdict", "") for s, cells in by_solver.items() for n, c in cells.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for row in results["rows"]:
-            writer.writerow({k: row.get(k) for k in CSV_FIELDS} | {"verdict": verdicts.get(
-                (row["solver"], row["nfe_requested"]), "")})
-    tmp.replace(path)
+    text = StringIO()
+    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    for row in results["rows"]:
+        writer.writerow({k: row.get(k) for k in CSV_FIELDS} | {"verdict": verdicts.get(
+            (row["solver"], row["nfe_requested"]), "")})
+    atomic_write_text(path, text.getvalue())
 
 
 def _mean(values: list[float]) -> float:
@@ -191,10 +193,8 @@ def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
     ax.legend(fontsize=7, ncol=1 + len(series) // 18, loc="upper left", bbox_to_anchor=(1.01, 1.0),
               borderaxespad=0.0)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight"))
     plt.close(fig)
-    tmp.replace(path)
     return True
 
 
@@ -213,31 +213,6 @@ def plot_metrics(results: dict, out: Path) -> list[Path]:
         if _plot_one(results, key, label, path):
             written.append(path)
     return written
-
-
-def _upscale_factor(size: int, minimum: int = 64) -> int:
-    return max(1, -(-minimum // size))
-
-
-def image_grid(images, rows: int, cols: int, minimum: int = 64):
-    """(H', W', C) array in [0, 1]: ``images`` (rows * cols, C, H, W) in [-1, 1] (None = blank), each
-    nearest-upscaled to at least ``minimum`` pixels, with 2-pixel white gaps."""
-    import numpy as np
-
-    first = next(im for im in images if im is not None)
-    c, h, w = first.shape
-    f = _upscale_factor(min(h, w), minimum)
-    gap = 2
-    H, W = h * f, w * f
-    canvas = np.ones((rows * (H + gap) + gap, cols * (W + gap) + gap, c), dtype=np.float32)
-    for k, im in enumerate(images):
-        if im is None:
-            continue
-        r, q = divmod(k, cols)
-        a = ((np.asarray(im, dtype=np.float32).clip(-1, 1) + 1) / 2).transpose(1, 2, 0)
-        a = a.repeat(f, 0).repeat(f, 1)
-        canvas[gap + r * (H + gap):gap + r * (H + gap) + H, gap + q * (W + gap):gap + q * (W + gap) + W] = a
-    return canvas
 
 
 def plot_samples(results: dict, previews: dict, path: Path) -> bool:
@@ -274,10 +249,8 @@ def plot_samples(results: dict, previews: dict, path: Path) -> bool:
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    tmp.replace(path)
     return True
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Callable
 import torch
 
 from .. import __version__
+from ..io import atomic_write_json, save_npz
 from ..metrics.evaluate import make_scorer
 from ..models import get_model
 from ..models.base import Model
@@ -165,22 +165,13 @@ def json_safe(value):
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON through a temp file in the same folder and rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(json_safe(payload), fh, indent=1, allow_nan=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Strict JSON (non-finite floats as strings, :func:`json_safe`) written atomically (solverzoo.io)."""
+    atomic_write_json(path, json_safe(payload), allow_nan=False)
 
 
 def _write_previews(path: Path, previews: dict) -> None:
     """previews.npz: the first PREVIEW_SAMPLES samples of every finished cell (for samples.png)."""
-    import numpy as np
-
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **{f"{solver}@{nfe}": x.numpy() for (solver, nfe), x in previews.items()})
-    os.replace(tmp, path)
+    save_npz(path, **{f"{solver}@{nfe}": x for (solver, nfe), x in previews.items()})
 
 
 def load_previews(out: Path) -> dict:
@@ -226,15 +217,19 @@ def run_bench(
     on_row: Callable[[Row], None] | None = None,
     command: str | None = None,
     resume: bool = False,
+    model: Model | None = None,
 ) -> dict:
     """Run the sweep; returns the results dict (also written to ``out/results.json``).
+
+    ``model``: the model ``config.model`` / ``config.model_options`` name, when the caller has built it
+    already (``solverzoo bench`` builds it once, to check the options before any work).
 
     With ``resume``, rows already in ``out/results.json`` (made with the same config)
     are kept and only the missing cells run, so an interrupted sweep ends with the same
     rows as an uninterrupted one.
     """
     device = resolve_device(config.device)
-    model = get_model(config.model, **config.model_options)
+    model = get_model(config.model, **config.model_options) if model is None else model
     if config.repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {config.repeats}")
     solvers = config.solvers or default_solvers(model)
