@@ -41,3 +41,64 @@ def test_bench_never_tracebacks(tmp_path_factory, nfe, solvers, options, num, re
         rows = json.loads((out / "results.json").read_text())["rows"]
         statuses = {r["status"] for r in rows}
         assert (statuses == {"ok"}) == (result.exit_code == 0)
+
+
+TYPED_KEYS = ["s_churn", "eta", "order", "rho", "s_noise", "s_tmin", "s_tmax", "snr", "n_corrector", "final", "grid"]
+TYPED_VALUES = ["abc", "nan", "NaN", "inf", "-inf", "1e400", "true", "[1,2]", "{}", "3", "-2", "0.5", "null", '"x"',
+                "[80, 10, 1, 0]", "[1,2,3]"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(solver=st.sampled_from(["heun", "ddim", "pc", "dpmpp_2m", "unipc", "seeds2", "euler_ancestral"]),
+       key=st.sampled_from(TYPED_KEYS), value=st.one_of(st.sampled_from(TYPED_VALUES), st.text(max_size=6)))
+def test_typed_option_values_never_traceback(tmp_path_factory, solver, key, value):
+    out = tmp_path_factory.mktemp("typed") / "out"
+    args = ["bench", "--model", "gmm-image", "-m", "resolution=8", "-m", "num_components=2", "--solvers", solver,
+            "--nfe", "6", "--num-samples", "3", "-o", f"{solver}.{key}={value}", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code in (0, 1, 2), (args, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
+    if result.exit_code == 2:
+        assert "Error" in result.output and not out.exists()
+    if value.strip().lower() in ("nan", "abc") and key not in ("final", "grid"):
+        assert result.exit_code == 2, (args, result.output)  # never a late failure for a wrong type / NaN
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(device=st.one_of(st.sampled_from(["tpu", "cuda:abc", "cuda:-1", "cuda:99", "meta", "", " ", "CUDA", "mps",
+                                         "cpu", "cpu:0", "auto", "xla", "cuda:0:1"]), st.text(max_size=8)))
+def test_device_strings_never_traceback(tmp_path_factory, device):
+    out = tmp_path_factory.mktemp("dev") / "out"
+    args = ["bench", "--model", "gmm-image", "-m", "resolution=8", "-m", "num_components=2", "--solvers", "euler",
+            "--nfe", "3", "--num-samples", "2", "--device", device, "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
+    assert result.exit_code in (0, 2), (args, result.output)
+    if result.exit_code == 2:
+        assert "--device" in result.output and not out.exists()
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(max_size=64), suffix=st.sampled_from([".npz", ".npy", ".png"]),
+       command=st.sampled_from(["score", "filters", "fid-ref"]))
+def test_corrupt_files_are_named_never_traceback(tmp_path_factory, payload, suffix, command):
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("corrupt")
+    bad = folder / f"broken{suffix}"
+    bad.write_bytes(payload)
+    if command == "score":
+        args = ["score", str(bad), "--model", "gmm-image", "-m", "resolution=8"]
+        target = str(bad)
+    else:  # a folder of images with one corrupt file, or the corrupt array itself
+        if suffix == ".png":
+            np.save(folder / "unused.npy", np.zeros(1))
+            target = str(folder)
+        else:
+            target = str(bad)
+        args = (["filters", "estimate", "--data", target, "--out", str(folder / "s.npz")] if command == "filters" else
+                ["fid-ref", "--data", target, "--feature", "pixels", "--out", str(folder / "r.npz")])
+    result = CliRunner().invoke(main, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
+    assert result.exit_code == 2, (args, result.output)
+    assert "broken" in result.output or target in result.output, (args, result.output)
