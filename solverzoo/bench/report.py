@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..io import atomic_write, atomic_write_text, image_grid
 
-__all__ = ["load_results", "write_csv", "plot_metrics", "plot_samples", "table_rows", "write_outputs",
+__all__ = ["load_results", "load_previews", "write_csv", "plot_metrics", "plot_samples", "table_rows", "write_outputs",
            "PLOTTED", "SIGNIFICANCE"]
 
 CSV_FIELDS = ("solver", "nfe_requested", "repeat", "nfe", "steps", "metric", "value", "uncertainty", "excess",
@@ -51,6 +51,18 @@ def load_results(path: str | Path) -> dict:
         results.setdefault("fd_metric", results.get("metric"))
         results.setdefault("fd_oracle_floor", results.get("oracle_floor"))
     return results
+
+
+def load_previews(out: Path) -> dict:
+    """{(solver, nfe_requested): samples} from OUT/previews.npz ({} when absent)."""
+    import numpy as np
+    import torch
+
+    path = Path(out) / "previews.npz"
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        return {(k.rsplit("@", 1)[0], int(k.rsplit("@", 1)[1])): torch.from_numpy(z[k]) for k in z.files}
 
 
 def write_csv(results: dict, path: Path) -> None:
@@ -183,8 +195,15 @@ def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
     ax.axhline(0.0, color="black", linestyle="--", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=linthresh)
+    lows = [p[1] - (p[2] or 0.0) for pts in series.values() for p in pts]
+    ax.set_ylim(bottom=min(0.0, min(lows)) if min(lows) < -linthresh else -0.5 * linthresh)  # no empty negative half
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xticks(sorted({p[0] for pts in series.values() for p in pts}))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("NFE (counted model calls)")
-    ax.set_ylabel(label + " (symmetric log; lower is better)")
+    ax.set_ylabel(f"{key.replace('_', ' ')} (symlog; lower is better)")
     model = results.get("model", {})
     n = results.get("config", {}).get("num_samples")
     ax.set_title(f"{label}: {model.get('name', '?')} {tuple(model.get('shape', ()))}, N = {n}; "
@@ -240,7 +259,7 @@ def plot_samples(results: dict, previews: dict, path: Path) -> bool:
     fig = plt.figure(figsize=(w_in, h_in), dpi=100)
     ax = fig.add_axes([1.5 / w_in, 0.05 / h_in, canvas.shape[1] / 100 / w_in, canvas.shape[0] / 100 / h_in])
     ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, interpolation="nearest",
-              vmin=0, vmax=1)
+              vmin=0, vmax=1, aspect="auto")  # the axes box already has the canvas's aspect
     cell_h = (canvas.shape[0] - 2) / max(len(solvers), 1)
     cell_w = (canvas.shape[1] - 2) / len(nfes)
     ax.set_yticks([1 + cell_h * (k + 0.5) for k in range(len(solvers))], solvers, fontsize=8)
@@ -256,8 +275,6 @@ def plot_samples(results: dict, previews: dict, path: Path) -> bool:
 
 def write_outputs(results: dict, out: Path) -> list[Path]:
     """results.csv, one plot per metric and samples.png beside results.json; returns the files written."""
-    from .runner import load_previews
-
     out.mkdir(parents=True, exist_ok=True)
     write_csv(results, out / "results.csv")
     written = [out / "results.csv", *plot_metrics(results, out)]

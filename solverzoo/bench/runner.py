@@ -30,6 +30,7 @@ from ..models.base import Model
 from ..models.guidance import condition, label_accuracy
 from ..sampling import resolve_device, sample
 from ..solvers import get_solver, list_solvers
+from .report import load_previews, load_results
 
 __all__ = ["BenchConfig", "Row", "run_bench", "default_solvers", "DEFAULT_NFE", "write_json_atomic", "SCHEMA_VERSION",
            "SCHEMA", "load_previews", "PATH_REFERENCE_SOLVER", "PATH_REFERENCE_NFE", "PATH_REFERENCE_SAMPLES"]
@@ -174,17 +175,6 @@ def _write_previews(path: Path, previews: dict) -> None:
     save_npz(path, **{f"{solver}@{nfe}": x for (solver, nfe), x in previews.items()})
 
 
-def load_previews(out: Path) -> dict:
-    """{(solver, nfe_requested): samples} from OUT/previews.npz ({} when absent)."""
-    import numpy as np
-
-    path = Path(out) / "previews.npz"
-    if not path.exists():
-        return {}
-    with np.load(path) as z:
-        return {(k.rsplit("@", 1)[0], int(k.rsplit("@", 1)[1])): torch.from_numpy(z[k]) for k in z.files}
-
-
 def pathwise_reference(model, config: BenchConfig, device, num: int) -> torch.Tensor:
     """The converged ODE map of the first ``num`` initial noises of the sweep's seed:
     PATH_REFERENCE_SOLVER at PATH_REFERENCE_NFE (see :data:`PATH_REFERENCE_SOLVER`)."""
@@ -279,8 +269,6 @@ def run_bench(
     path = out / "results.json" if out is not None else None
     previews: dict = {}
     if resume and path is not None and path.exists():
-        from .report import load_results
-
         previous = load_results(path)
         if previous.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"{path} has results schema {previous.get('schema_version', 1)}, this version writes "

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .caching import model_key
+
 __all__ = [
     "FeatureStats",
     "ExactReference",
@@ -297,14 +299,6 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
 # ---------------------------------------------------------------------------------
 # exact moments of a model in feature space
 # ---------------------------------------------------------------------------------
-def _model_key(model, with_dtype: bool = False) -> tuple:
-    """Identity of a data law: the model's ``identity_key()`` (a parameter hash) when it
-    has one, else the object id.  Samples also depend on the model's dtype."""
-    key = getattr(model, "identity_key", None)
-    ident = (type(model).__name__, key()) if callable(key) else (type(model).__name__, "id", id(model))
-    return ident + ((str(getattr(model, "dtype", "")),) if with_dtype else ())
-
-
 def feature_moments(model, feature: str = "pixels") -> tuple[Tensor, Tensor]:
     """Exact (mean (m,), cov (m, m)) float64 of the model's data law in feature space."""
     kind, k = parse_feature(feature)
@@ -377,7 +371,7 @@ _FLOORS: dict = {}
 
 def exact_reference(model, feature: str = "pixels") -> ExactReference:
     """ExactReference of the model's exact feature moments, cached per (model, feature)."""
-    key = (_model_key(model), _canonical(feature))
+    key = (model_key(model), _canonical(feature))
     ref = _REFERENCES.get(key)
     if ref is None:
         mean, cov = feature_moments(model, feature)
@@ -391,7 +385,7 @@ def oracle_floor(model, feature: str = "pixels", num_samples: int = 10_000, seed
     This is the finite-sample floor of the estimator: a perfect sampler scores about
     this much with the same N.  Cached in-process by (model key, feature, N, seed).
     """
-    key = (_model_key(model, with_dtype=True), _canonical(feature), int(num_samples), int(seed))
+    key = (model_key(model, with_dtype=True), _canonical(feature), int(num_samples), int(seed))
     if key not in _FLOORS:
         stats = FeatureStats(feature)
         for start in range(0, int(num_samples), int(batch_size)):

@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .caching import model_key
+
 __all__ = [
     "MMD_SCALE",
     "DEFAULT_REFERENCE_SIZE",
@@ -173,9 +175,7 @@ _KERNEL_REFERENCES: dict = {}
 def kernel_reference(model, num_reference: int = DEFAULT_REFERENCE_SIZE, seed: int = REFERENCE_SEED,
                      batch_size: int = 500) -> KernelReference:
     """The whitened-feature reference of ``num_reference`` exact samples, cached per model."""
-    from .fd import _model_key
-
-    key = (_model_key(model), int(num_reference), int(seed))
+    key = (model_key(model), int(num_reference), int(seed))
     ref = _KERNEL_REFERENCES.get(key)
     if ref is None:
         whiten = whitening_map(model)
