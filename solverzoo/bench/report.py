@@ -170,7 +170,7 @@ def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
     if not series:
         return False
     styles = _family_styles(list(series))
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(8 + 3.5 * (1 + len(series) // 18), 6), dpi=110)
     values = [p[1] for pts in series.values() for p in pts]
     positive = [v for v in values if v > 0]
     uncs = [p[2] for pts in series.values() for p in pts if p[2]]
@@ -199,7 +199,7 @@ def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
     ax.set_ylim(bottom=min(0.0, min(lows)) if min(lows) < -linthresh else -0.5 * linthresh)  # no empty negative half
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    ax.set_xticks(sorted({p[0] for pts in series.values() for p in pts}))
+    ax.set_xticks(nfes)  # the requested budgets (points sit at their counted NFE)
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("NFE (counted model calls)")
