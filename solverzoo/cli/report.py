@@ -1,0 +1,95 @@
+"""``solverzoo report`` (tables and plots from saved results, or two folders compared) and
+``solverzoo score`` (samples scored on the bench's scale)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .common import console, fail, fmt, main, parse_model_options, print_table, usage_errors
+
+
+@main.command("report")
+@click.argument("results_dir", type=click.Path(path_type=Path))
+@click.argument("other_dir", type=click.Path(path_type=Path), required=False)
+@usage_errors
+def report_command(results_dir: Path, other_dir: Path | None) -> None:
+    """Rebuild the tables, CSV and plots from a saved results folder; with a second folder,
+    compare the two (the difference per solver and NFE; nothing is rewritten)."""
+    from ..bench.report import load_results, table_rows, write_outputs
+
+    results = load_results(results_dir)
+    if other_dir is None:
+        out = results_dir if results_dir.is_dir() else results_dir.parent
+        write_outputs(results, out)
+        print_table(results)
+        return
+    other = load_results(other_dir)
+    if results.get("metric") != other.get("metric"):
+        fail(f"the two folders use different metrics ({results.get('metric')} vs {other.get('metric')}); "
+              f"their values cannot be compared")
+    nfes_a, cells_a = table_rows(results)
+    nfes_b, cells_b = table_rows(other)
+    nfes = sorted(set(nfes_a) | set(nfes_b))
+    table = Table(title=f"{results['metric']}: {results_dir} -> {other_dir} (cells: a -> b, b - a)")
+    table.add_column("solver")
+    for n in nfes:
+        table.add_column(f"NFE {n}", justify="right")
+    for solver in list(dict.fromkeys([*cells_a, *cells_b])):
+        row = [solver]
+        for n in nfes:
+            a, b = cells_a.get(solver, {}).get(n), cells_b.get(solver, {}).get(n)
+            if a is None or b is None:
+                row.append("only in " + ("b" if a is None else "a") if (a or b) else "")
+            elif a["value"] is None or b["value"] is None:
+                row.append(f"{a['status']} -> {b['status']}")
+            else:
+                row.append(f"{a['value']:.3g} -> {b['value']:.3g} ({b['value'] - a['value']:+.3g})")
+        table.add_row(*row)
+    console.print(table)
+
+
+@main.command("score")
+@click.argument("samples", type=click.Path(path_type=Path))
+@click.option("--model", default="gmm-image", show_default=True, help="The model the samples are meant to follow.")
+@click.option("--model-option", "-m", multiple=True, help="key=value passed to the model.")
+@click.option("--feature", default=None, help="As for bench (default: the bench's metric for this model).")
+@click.option("--reference", default=None, help="Learned models: reference data or fid-ref .npz (as for bench).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@usage_errors
+def score_command(samples: Path, model, model_option, feature, reference, as_json) -> None:
+    """Score SAMPLES (.npz with 'samples' or one array, or .npy; (N, C, H, W) in [-1, 1]) on the bench's scale."""
+    import numpy as np
+
+    from ..bench.validate import build_model
+    from ..data import read_array
+    from ..metrics.evaluate import evaluate
+
+    if not samples.is_file():
+        fail(f"{samples}: no such file (give an .npz or .npy of samples)")
+
+    if samples.suffix not in (".npz", ".npy"):
+        fail(f"{samples}: expected an .npz or .npy file of samples")
+    arr = read_array(samples, keys=("samples",))
+    if not np.issubdtype(arr.dtype, np.number):
+        fail(f"{samples}: expected a numeric array, got dtype {arr.dtype}")
+    net = build_model(model, parse_model_options(model_option))
+    shape = tuple(net.shape)
+    if arr.ndim == len(shape) + 1 and arr.shape[1:] != shape and arr.shape[-1] == shape[0] \
+            and arr.shape[1:-1] == shape[1:]:
+        arr = np.moveaxis(arr, -1, 1)  # (N, H, W, C) -> (N, C, H, W)
+    if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
+        fail(f"{samples}: samples of shape {arr.shape} do not match model {model!r}, whose samples are "
+              f"(N, {', '.join(map(str, shape))})")
+    result = evaluate(net, arr.astype(np.float64), feature, reference=reference)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    floor = result["oracle_floor"]
+    console.print(f"{result['metric']} = {result['value']:.4g} ± {result['uncertainty']:.2g} "
+                  f"(N = {result['num_samples']}; oracle floor {fmt(floor)}, excess {fmt(result['excess'])})")
+    for key, value in result["secondaries"].items():
+        console.print(f"  {key} = {fmt(value, 4)}")
