@@ -18,14 +18,6 @@ from solverzoo.solvers import get_solver, list_solvers
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """A 3-class conditional gmm-image, 1 x 4 x 4, float64 (exact denoisers, cheap)."""

@@ -21,14 +21,6 @@ from solverzoo.solvers.multistep import ipndm_v_weights
 GAUSS = GaussianModel(shape=(8,), mean=torch.linspace(-1, 1, 8), var=torch.linspace(0.1, 4, 8))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run(name, steps=12, model=GAUSS, num_samples=3, seed=0, **options):
     return solverzoo.sample(model, name, steps=steps, num_samples=num_samples, seed=seed, dtype=torch.float64,
                             **options).samples

@@ -19,14 +19,6 @@ from solverzoo.tune import (
 SMALL = {"resolution": 8, "num_components": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     return solverzoo.get_model("gmm-image", **SMALL)
