@@ -140,7 +140,9 @@ def read_data_or_fail(option: str, data: str, loader):
         return loader()
     except click.UsageError:
         raise
-    except (OSError, SyntaxError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as err:
+    except ValueError as err:  # solverzoo.data's errors name the file already
+        fail(f"{option}: {err}")
+    except (OSError, SyntaxError, EOFError, zipfile.BadZipFile, KeyError) as err:
         fail(f"{option} {data}: cannot read the data ({type(err).__name__}: {err})")
 
 

@@ -30,11 +30,7 @@ def load_unit_images(option: str, data: str, num: int):
         if not net.is_image:
             fail(f"{option} {data}: model {net.name!r} is not an image model")
         return to_unit(net.sample_data(FILTER_SEED, range(num)))
-    try:
-        images = read_data_or_fail(option, data, lambda: load_dataset(data, num))
-    except ValueError as err:
-        fail(f"{option} {err}")
-    return to_unit(images.to(torch.float64))
+    return to_unit(read_data_or_fail(option, data, lambda: load_dataset(data, num)).to(torch.float64))
 
 
 @filters_group.command("estimate")
