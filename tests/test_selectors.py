@@ -54,3 +54,18 @@ def test_pds_and_tdas_on_a_learned_model_build_filters_from_its_data(tmp_path):
     stats = pds_statistics(((load_dataset("digits", 200).double() + 1) / 2).clamp(0, 1))
     with np.load(out / "filters_pds.npz") as z:
         assert np.allclose(z["freq"], stats.freq.numpy()) and np.allclose(z["space"], stats.space.numpy())
+
+
+def test_default_set_is_the_declared_one():
+    """The default sweep runs the solvers declared in_default_bench (and not the reference integrators);
+    the others run when named or selected with 'all' / a family."""
+    from solverzoo.bench.runner import default_solvers
+    from solverzoo.models import get_model
+    from solverzoo.solvers import get_solver
+
+    names = default_solvers(get_model("gmm-image"))
+    assert names and all(get_solver(n).info.in_default_bench for n in names)
+    assert not any(get_solver(n).info.family == "reference" for n in names)
+    left_out = [n for n in list_solvers() if not get_solver(n).info.in_default_bench]
+    assert "er_sde" in left_out and not set(left_out) & set(names)
+    assert set(left_out) <= set(select_solvers("all"))

@@ -139,12 +139,13 @@ class Row:
 
 def default_solvers(model: Model) -> list[str]:
     """Every registered solver that accepts the model (``check_model``: fdm needs an FDM process,
-    pds / tdas need filter files for a learned model), less the reference integrators, whose
-    cost is set by tolerances rather than by the NFE budget (name them to run them)."""
+    pds / tdas need known training data or filter files for a learned model) and is declared
+    ``in_default_bench``, less the reference integrators, whose cost is set by tolerances rather
+    than by the NFE budget.  The others run when named (``--solvers er_sde``, ``all``, a family)."""
     names = []
     for name in list_solvers():
         solver = get_solver(name)
-        if solver.info.family == "reference":
+        if solver.info.family == "reference" or not solver.info.in_default_bench:
             continue
         try:
             solver.check_model(model)
