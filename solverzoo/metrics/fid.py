@@ -162,7 +162,7 @@ def data_reference(model, feature: str | None, num_samples: int, repeats: int = 
     if reference is None:
         raise ValueError(f"model {getattr(model, 'name', '?')!r} has no exact moments and no known training data; "
                          f"give reference statistics or data with --reference (an .npz from 'solverzoo fid-ref', "
-                         f"a folder of images, or 'digits')")
+                         f"a folder of images, or a named dataset: digits, patches)")
     extractor = build_extractor(feature, inception=inception, device=device)
     if str(reference).endswith(".npz") and Path(reference).is_file() and _is_stats_file(reference):
         ref = load_reference(reference)
