@@ -51,15 +51,12 @@ def sample_seed(seed: int, index: int, stream: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-class NoiseSource:
-    """Per-sample Gaussian draws for a batch of samples with known global indices.
+class _PerSampleNoise:
+    """What both noise sources share: the global sample indices of a batch, the stream, the
+    target device and dtype, and the count of draws made so far (draw ``k`` of a source is the
+    ``k``-th ``randn`` call, the same for every sample in it)."""
 
-    ``randn(shape)`` returns a ``(len(indices), *shape)`` tensor whose row ``b`` comes
-    from the generator of sample ``indices[b]``: the values of a row never depend on
-    which other samples share the batch.
-    """
-
-    kind = "cpu"
+    kind: str
 
     def __init__(
         self,
@@ -72,13 +69,36 @@ class NoiseSource:
         self.seed, self.stream = int(seed), int(stream)
         self.indices = [int(i) for i in indices]
         self.device, self.dtype = torch.device(device), dtype
-        self.generators = [
-            torch.Generator(device="cpu").manual_seed(sample_seed(seed, i, stream)) for i in self.indices
-        ]
         self.draws = 0
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def randn(self, shape: Sequence[int]) -> Tensor:
+        raise NotImplementedError
+
+    def randn_like(self, x: Tensor) -> Tensor:
+        if x.shape[0] != len(self.indices):
+            raise ValueError(f"batch of {x.shape[0]} samples but the noise source holds {len(self.indices)}")
+        return self.randn(x.shape[1:])
+
+
+class NoiseSource(_PerSampleNoise):
+    """Per-sample Gaussian draws for a batch of samples with known global indices.
+
+    ``randn(shape)`` returns a ``(len(indices), *shape)`` tensor whose row ``b`` comes
+    from the generator of sample ``indices[b]``: the values of a row never depend on
+    which other samples share the batch.
+    """
+
+    kind = "cpu"
+
+    def __init__(self, seed: int, indices: Sequence[int], stream: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        super().__init__(seed, indices, stream, device, dtype)
+        self.generators = [
+            torch.Generator(device="cpu").manual_seed(sample_seed(seed, i, stream)) for i in self.indices
+        ]
 
     def randn(self, shape: Sequence[int]) -> Tensor:
         """One standard normal draw per sample, stacked along a new batch axis."""
@@ -90,11 +110,6 @@ class NoiseSource:
             row.normal_(generator=gen)
         self.draws += 1
         return out.to(device=self.device, dtype=self.dtype, non_blocking=True)
-
-    def randn_like(self, x: Tensor) -> Tensor:
-        if x.shape[0] != len(self.generators):
-            raise ValueError(f"batch of {x.shape[0]} samples but the noise source holds {len(self.generators)}")
-        return self.randn(x.shape[1:])
 
 
 # ----------------------------------------------------------------------------- Philox-4x32-10
@@ -231,7 +246,7 @@ def philox_normal(seed: int, indices: Tensor, stream: int, draw: int, numel: int
     return out.view(rows, 4 * blocks)[:, :numel].to(dtype)
 
 
-class PhiloxNoiseSource:
+class PhiloxNoiseSource(_PerSampleNoise):
     """Per-sample Gaussian draws computed on the device by Philox-4x32-10 (:func:`philox_normal`).
 
     The same interface as :class:`NoiseSource`; the ``k``-th ``randn`` call of a source is draw
@@ -242,25 +257,13 @@ class PhiloxNoiseSource:
 
     kind = "philox"
 
-    def __init__(
-        self,
-        seed: int,
-        indices: Sequence[int],
-        stream: int,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ):
+    def __init__(self, seed: int, indices: Sequence[int], stream: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
         if seed < 0 or any(not 0 <= int(i) < 2**32 for i in indices):
             raise ValueError(f"the philox noise needs a seed >= 0 and sample indices in [0, 2^32), got seed={seed}")
-        self.seed, self.stream = int(seed), int(stream)
-        self.indices = [int(i) for i in indices]
-        self.device, self.dtype = torch.device(device), dtype
+        super().__init__(seed, indices, stream, device, dtype)
         self._index = torch.tensor(self.indices, dtype=torch.int64, device=self.device)
         self._generators: list[torch.Generator] | None = None
-        self.draws = 0
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
     def randn(self, shape: Sequence[int]) -> Tensor:
         """One standard normal draw per sample, stacked along a new batch axis."""
@@ -269,11 +272,6 @@ class PhiloxNoiseSource:
         z = philox_normal(self.seed, self._index, self.stream, self.draws, numel, self.dtype)
         self.draws += 1
         return z.reshape(len(self.indices), *shape)
-
-    def randn_like(self, x: Tensor) -> Tensor:
-        if x.shape[0] != len(self.indices):
-            raise ValueError(f"batch of {x.shape[0]} samples but the noise source holds {len(self.indices)}")
-        return self.randn(x.shape[1:])
 
     @property
     def generators(self) -> list[torch.Generator]:
