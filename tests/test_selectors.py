@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 from click.testing import CliRunner
 
@@ -42,18 +43,21 @@ def test_pds_and_tdas_on_a_learned_model_build_filters_from_its_data(tmp_path):
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [r["status"] for r in rows] == ["ok", "ok"]
     for name in ("pds", "tdas"):
-        path = out / f"filters_{name}.npz"
+        path = out / "filters" / f"{name}@6.npz"  # the filters the cells used, saved beside the results
         with np.load(path) as z:
             assert z["space"].shape == (1, 8, 8) and "freq" in z.files
         row = next(r for r in rows if r["solver"] == name)
-        assert row["options"]["filters"] == str(path)  # the run records the file it used
-    # the PDS statistics are those of the digits themselves
-    from solverzoo.data import load_dataset
-    from solverzoo.preconditioners import pds_statistics
+        assert row["options"]["filters"] == "freq+space" and "filters_used" in row["options"]
+    # the PDS filters come from the statistics of a seeded draw of the digits themselves
+    from solverzoo.preconditioners import pds_preconditioner, pds_statistics
+    from solverzoo.preconditioners.build import draw_data_images
+    from solverzoo.sampling import filter_arrays
 
-    stats = pds_statistics(((load_dataset("digits", 200).double() + 1) / 2).clamp(0, 1))
-    with np.load(out / "filters_pds.npz") as z:
-        assert np.allclose(z["freq"], stats.freq.numpy()) and np.allclose(z["space"], stats.space.numpy())
+    stats = pds_statistics(draw_data_images("digits", (1, 8, 8)))
+    expected = filter_arrays(pds_preconditioner(stats.freq, stats.space, 5.0).to("cpu", torch.float32))
+    with np.load(out / "filters" / "pds@6.npz") as z:
+        assert np.array_equal(z["freq"], expected["freq"].numpy()) and np.array_equal(z["space"],
+                                                                                      expected["space"].numpy())
 
 
 def test_default_set_is_the_declared_one():

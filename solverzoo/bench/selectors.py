@@ -16,7 +16,7 @@ duplicates; an item that selects nothing is an error naming the valid choices.
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..solvers import SOLVERS, list_solvers
 

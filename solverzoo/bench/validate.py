@@ -1,20 +1,106 @@
-"""Checks of user input made before any work: devices, model options, typed solver options.
+"""The checks every command makes before any work: option text, model options, devices, budgets,
+seeds, output folders and environment variables.
 
-Every check raises ``ValueError`` with a message naming the problem and the valid
-choices; the command line turns it into exit code 2.
+Every check raises ``ValueError`` with a message naming the option, file or variable, the problem
+and the valid choices; the command line turns it into exit code 2.  The same functions serve
+``bench``, ``sample``, ``score``, ``report``, ``filters``, ``fid-ref``, ``tune-grid``, ``train`` and
+Python callers (:func:`solverzoo.bench.plan` runs them on a :class:`~solverzoo.bench.schema.BenchConfig`).
+Solvers are built from option dicts by :func:`solverzoo.sampling.build_solver` alone.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import math
+import os
+import typing
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["check_device", "build_model", "check_solver_options", "check_solver_run"]
+from ..sampling import build_solver
+
+__all__ = ["check_device", "build_model", "check_model_options", "check_solver_options", "check_solver_run",
+           "parse_value", "parse_assignments", "parse_solver_options", "check_nfes", "check_seed",
+           "check_out_path", "check_env", "env_int", "env_float", "MAX_VALUE_CHARS", "MAX_JSON_DEPTH"]
+
+#: The longest value text an option takes (a grid of a few hundred sigmas fits; a 5000-digit number does not).
+MAX_VALUE_CHARS = 4000
+#: The deepest nesting of lists / objects an option value may have.
+MAX_JSON_DEPTH = 4
 
 
+# ----------------------------------------------------------------------------- option text
+def _depth(value, level: int = 0) -> int:
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def parse_value(text: str, where: str = "option") -> Any:
+    """Option text -> a value: JSON where it parses (numbers, lists, objects, true/false, null), the
+    words nan / inf as floats, else the text itself.  ``where`` names the option in errors: values
+    longer than :data:`MAX_VALUE_CHARS`, nested deeper than :data:`MAX_JSON_DEPTH`, or numbers
+    too large for a float are refused."""
+    if len(text) > MAX_VALUE_CHARS:
+        raise ValueError(f"{where}: the value is {len(text)} characters long; at most {MAX_VALUE_CHARS} are read")
+    if text.strip().lower() in ("nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"):
+        return float(text)
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        if text.lstrip()[:1] in ("[", "{") and text.count(text.lstrip()[0]) > MAX_JSON_DEPTH:
+            raise ValueError(f"{where}: not a readable list or object (at most {MAX_JSON_DEPTH} levels of "
+                             f"nesting)") from None
+        return text
+    except ValueError as err:  # e.g. an integer beyond Python's digit limit
+        raise ValueError(f"{where}: cannot read the value ({err})") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"{where}: nested {_depth(value)} levels deep; at most {MAX_JSON_DEPTH} are allowed")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
+        raise ValueError(f"{where}: {len(str(abs(value)))}-digit integer is out of range")
+    return value
+
+
+def parse_assignments(items, what: str, flag: str) -> list[tuple[str, str, Any]]:
+    """``key=value`` texts -> [(text, key, value)]; ``flag`` (``-o`` / ``-m``) names them in errors."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"{flag} {item!r}: not of the form {what}=value")
+        key, text = item.split("=", 1)
+        if not key.strip():
+            raise ValueError(f"{flag} {item!r}: no option name before '='")
+        out.append((item, key.strip(), parse_value(text, f"{flag} {key.strip()}")))
+    return out
+
+
+def parse_solver_options(items, solvers: list[str]) -> dict[str, dict]:
+    """``-o solver.key=value`` (or ``key=value`` for every solver in ``solvers``) -> {solver: {key: value}}.
+    ``grid=@FILE`` reads the sigmas of a grid file (``solverzoo tune-grid``); an explicit grid, inline
+    or from a file, is checked against every budget by :func:`check_solver_run`."""
+    from ..tune import load_grid_file
+
+    out: dict[str, dict] = {}
+    for item, key, value in parse_assignments(items, "[solver.]key", "-o"):
+        target, _, name = key.rpartition(".")
+        if target and target not in solvers:
+            raise ValueError(f"-o {item!r} names solver {target!r}, which is not in this run ({', '.join(solvers)})")
+        if name == "grid" and isinstance(value, str) and value.startswith("@"):
+            try:
+                value = load_grid_file(value[1:])[0]
+            except ValueError as err:
+                raise ValueError(f"-o {item!r}: {err}") from None
+        for t in [target] if target else solvers:
+            out.setdefault(t, {})[name] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- devices, seeds, budgets
 def check_device(device: str | None) -> torch.device:
     """'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' -> a usable torch device."""
     from ..sampling import resolve_device
@@ -22,9 +108,9 @@ def check_device(device: str | None) -> torch.device:
     text = "auto" if device is None else str(device).strip()
     try:
         dev = resolve_device(text)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"--device {device!r} is not a device ({str(err).splitlines()[0]}); use cpu, cuda, cuda:N "
-                         f"or auto") from None
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"--device {device!r} is not a usable device ({str(err).splitlines()[0]}); use cpu, cuda, "
+                         f"cuda:N or auto") from None
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"--device {device!r}: there are {torch.cuda.device_count()} CUDA devices")
     if dev.type not in ("cpu", "cuda", "mps"):
@@ -34,74 +120,232 @@ def check_device(device: str | None) -> torch.device:
     return dev
 
 
-def build_model(name: str, options: dict):
-    """``get_model(name, **options)`` with a clear error for options the model does not take."""
-    from ..models import get_model
-
-    try:
-        return get_model(name, **options)
-    except TypeError as err:
-        given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
-        raise ValueError(f"model {name!r} rejected its options ({given}): {err}") from None
+def check_seed(seed, what: str = "--seed") -> int:
+    """A seed is an integer in [0, 2^63)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"{what} must be an integer in [0, 2^63), got {seed!r}")
+    return seed
 
 
-def _defaults(cls) -> dict[str, Any]:
-    """{option: default} over the solver class and the bases it forwards ``**options`` to."""
-    out: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        for p in params:
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in out:
-                out[p.name] = p.default
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
+def check_nfes(nfes, what: str = "--nfe") -> list[int]:
+    """NFE budgets: positive integers, each once (a repeated budget would run the same cell twice;
+    use --repeats for disjoint seed ranges)."""
+    if not nfes:
+        raise ValueError(f"{what}: no NFE budget given")
+    out = []
+    for n in nfes:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{what}: NFE budgets must be positive integers, got {n!r}")
+        if n in out:
+            raise ValueError(f"{what}: budget {n} is given twice; give each budget once (use --repeats for "
+                             f"disjoint seed ranges of one cell)")
+        out.append(n)
     return out
 
 
-def _check_value(solver: str, key: str, value, default) -> None:
-    where = f"option {solver}.{key}={value!r}"
-    if default is inspect.Parameter.empty or default is None:
+# ----------------------------------------------------------------------------- typed options
+_SIMPLE = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None), "dict": dict, "list": list,
+           "tuple": tuple}
+
+
+def _annotation_types(annotation) -> tuple[type, ...] | None:
+    """The plain types an annotation allows (``int | None`` -> (int, NoneType)); None when it names
+    anything else (a class, a torch type: not checkable from option text)."""
+    if annotation is inspect.Parameter.empty:
+        return None
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    parts = [p.strip() for p in text.replace("Optional[", "").replace("]", "").split("|")]
+    if not parts or any(p.split("[")[0] not in _SIMPLE for p in parts):
+        return None
+    return tuple(_SIMPLE[p.split("[")[0]] for p in parts)
+
+
+def _check_typed(where: str, value, types: tuple[type, ...]) -> None:
+    if value is None and type(None) in types:
         return
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true or false")
-    elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where}: expected an integer (default {default})")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where}: expected a number (default {default})")
-        if math.isnan(value) or (math.isinf(value) and math.isfinite(default)):
-            raise ValueError(f"{where}: expected a finite number (default {default})")
+    if bool in types and isinstance(value, bool):
+        return
+    if int in types and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if float in types and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError(f"{where}: expected a number, got nan")
+        return
+    for t in (str, dict, list, tuple):
+        if t in types and isinstance(value, list if t is tuple else t):
+            return
+    names = " or ".join("null" if t is type(None) else {"int": "an integer", "float": "a number",
+                                                           "bool": "true or false"}.get(t.__name__, f"a {t.__name__}")
+                        for t in types)
+    raise ValueError(f"{where}: expected {names}")
+
+
+def _model_parameters(name: str) -> tuple[dict[str, inspect.Parameter], bool]:
+    """The keyword parameters a registered model takes (its factory, and the class it builds when
+    the factory forwards ``**options``), and whether any name may be valid."""
+    from ..models import MODELS
+
+    factory = MODELS.lookup(name)
+    params: dict[str, inspect.Parameter] = {}
+    open_ended = False
+    targets: list = [factory]
+    try:
+        made = typing.get_type_hints(factory).get("return")
+    except Exception:  # a hint that does not resolve: check the factory's own parameters only
+        made = None
+    while targets:
+        fn = targets.pop(0)
+        sig = inspect.signature(fn)
+        forwards = False
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                forwards = True
+            elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+                params.setdefault(p.name, p)
+        if forwards:
+            if isinstance(made, type) and fn is factory and "__init__" in vars(made):
+                targets.append(made.__init__)
+            else:
+                open_ended = True
+    return params, open_ended
+
+
+def check_model_options(name: str, options: dict) -> None:
+    """Model options before the model is built: names the model takes, values of the declared type
+    (``resolution=8.5`` is not an integer; ``resolution=abc`` is not a number)."""
+    from ..models import MODELS
+
+    if not isinstance(options, dict):
+        raise ValueError(f"model options must be a mapping, got {type(options).__name__}")
+    if name not in MODELS:
+        return  # a diffusers folder, a checkpoint or module:factory: checked as it loads
+    params, open_ended = _model_parameters(name)
+    unknown = sorted(set(options) - set(params))
+    if unknown and not open_ended:
+        raise ValueError(f"-m {unknown[0]}: model {name!r} has no option {unknown[0]!r}; valid options: "
+                         f"{', '.join(params) or '(none)'}")
+    for key, value in options.items():
+        p = params.get(key)
+        if p is None:
+            continue
+        types = _annotation_types(p.annotation)
+        if types is None and p.default not in (None, inspect.Parameter.empty):
+            types = (float, int) if type(p.default) is float else (type(p.default),)
+        if types is not None:
+            _check_typed(f"-m {key}={value!r}", value, types)
+
+
+def build_model(name: str, options: dict):
+    """Model ``name`` with ``options``, checked first (:func:`check_model_options`); errors the model
+    raises while it is built name the model and its options."""
+    from ..models import get_model
+
+    check_model_options(name, options)
+    given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+    try:
+        return get_model(name, **options)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"model {name!r} rejected its options ({given}): {err}") from None
+    except (OSError, RuntimeError, EOFError, KeyError) as err:
+        raise ValueError(f"model {name!r} could not be loaded ({type(err).__name__}: {str(err).splitlines()[0]}); "
+                         f"check the checkpoint or folder it names") from None
 
 
 def check_solver_options(name: str, options: dict):
-    """Build solver ``name`` with ``options`` after checking each value's type against the
-    option's default (numbers for numbers, finite unless the default is infinite, integers for
-    integers, booleans for booleans).  Returns the built solver."""
-    from ..solvers import SOLVERS, get_solver
-
-    cls = SOLVERS.get(name)
-    if cls is not None:
-        defaults = _defaults(cls)
-        for key, value in options.items():
-            if key in defaults:
-                _check_value(name, key, value, defaults[key])
-    try:
-        return get_solver(name, **options)
-    except TypeError as err:
-        raise ValueError(f"solver {name!r}: bad option value ({err})") from None
+    """The solver ``name`` built from ``options`` (:func:`solverzoo.sampling.build_solver`: typed values,
+    unknown names refused)."""
+    return build_solver(name, options)
 
 
-def check_solver_run(solver, model, nfes) -> None:
-    """Everything about (solver, model, NFE budgets) that can fail before sampling: the model
-    check, the step count of each budget and the grid it builds (an explicit grid included)."""
+def check_solver_run(solver, model, nfes) -> dict[int, int]:
+    """Everything about (solver, model, NFE budgets) that can fail before sampling: the model check,
+    the step count of each budget and the grid it builds (an explicit grid must have exactly the
+    steps the budget gives, inline or from a file).  Returns {nfe: steps}."""
+    from ..tune import check_grid_fits
+
     solver.check_model(model)
+    steps = {}
     for n in nfes:
-        steps = solver.steps_for_nfe(n)
+        steps[n] = solver.steps_for_nfe(n)
+        if isinstance(solver.grid, (list, tuple)):
+            check_grid_fits(solver, solver.grid, n, source=f"-o {solver.info.name}.grid")
         try:
-            solver.make_grid(model.process, steps)
+            solver.make_grid(model.process, steps[n])
         except (ValueError, TypeError, IndexError) as err:
             raise ValueError(f"solver {solver.info.name!r}: its grid cannot be built at NFE {n}: {err}") from None
+    return steps
+
+
+
+# ----------------------------------------------------------------------------- files and folders
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def check_out_path(out, what: str = "--out", kind: str = "folder") -> Path:
+    """An output path that can be made: not empty, no part longer than the filesystem allows, no
+    existing file where a folder must be (or the reverse), a parent that exists or can be made."""
+    if out is None or str(out).strip() == "":
+        raise ValueError(f"{what}: an empty path; give a {kind} name")
+    path = Path(out)
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    limit = _name_max(existing if existing.is_dir() else existing.parent)
+    for part in path.parts:
+        if len(part.encode()) > limit:
+            raise ValueError(f"{what} {str(out)[:60]}...: the name {part[:40]}... is {len(part.encode())} bytes; "
+                             f"this filesystem takes at most {limit}")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {out}: is a file, not a folder; choose another --out")
+    if kind == "file" and path.is_dir():
+        raise ValueError(f"{what} {out}: is a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{what} {out}: {parent} is a file, so the {kind} cannot be made")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(f"{what} {out}: the folder {parent} is not writable; choose another --out")
+            break
+    return path
+
+
+# ----------------------------------------------------------------------------- environment
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """An integer environment variable (``WORLD_SIZE``, ``RANK``...), or ``default`` when unset."""
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={text!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"environment variable {name}={text!r} must be >= {minimum}")
+    return value
+
+
+def env_float(name: str, default: float, positive: bool = True) -> float:
+    """A finite (positive) number from an environment variable, or ``default`` when unset."""
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={text!r} is not a number") from None
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"environment variable {name}={text!r} must be a finite number > 0")
+    return value
+
+
+def check_env() -> dict:
+    """The torchrun variables the bench reads, checked: WORLD_SIZE >= 1, 0 <= RANK < WORLD_SIZE,
+    SOLVERZOO_DIST_TIMEOUT_MIN > 0 (minutes)."""
+    world = env_int("WORLD_SIZE", 1, minimum=1)
+    rank = env_int("RANK", 0)
+    if rank >= world:
+        raise ValueError(f"environment variable RANK={rank} must be below WORLD_SIZE={world}")
+    env_int("LOCAL_RANK", 0)
+    return {"world_size": world, "rank": rank, "timeout_min": env_float("SOLVERZOO_DIST_TIMEOUT_MIN", 30.0)}

@@ -4,7 +4,6 @@ progress bars and the results tables."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from functools import wraps
@@ -25,14 +24,30 @@ def fail(message: str) -> None:
 
 
 def usage_errors(fn):
-    """ValueErrors from the library become clean usage errors (exit code 2)."""
+    """ValueErrors from the library (the validation layer's, :mod:`solverzoo.bench.validate`) become clean
+    usage errors (exit code 2); a filesystem error names the path (exit code 2); any other error is
+    reported in one line with exit code 1, never as a traceback (``SOLVERZOO_DEBUG=1`` re-raises it)."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
+        import os
+
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
         except ValueError as err:
             raise click.UsageError(str(err)) from None
+        except OSError as err:
+            where = f" {err.filename}" if getattr(err, "filename", None) else ""
+            raise click.UsageError(f"cannot read or write{where}: {err.strerror or err}; check the path, its "
+                                   f"permissions and the free space, then run again") from None
+        except Exception as err:  # noqa: BLE001 - the last guard: a message, not a traceback
+            if os.environ.get("SOLVERZOO_DEBUG"):
+                raise
+            err_console.print(f"[red]Error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                              f" (set SOLVERZOO_DEBUG=1 for the traceback)")
+            sys.exit(1)
 
     return wrapper
 
@@ -47,69 +62,28 @@ def parse_csv(value: str | None, kind=str, what: str = "value") -> list | None:
     try:
         return [kind(v) for v in items]
     except ValueError:
-        fail(f"could not read {what}s from {value!r}")
+        fail(f"could not read {what}s from {value[:80]!r}")
 
 
-def parse_value(text: str):
-    """JSON where it parses (numbers, lists, true/false, NaN/Infinity), nan/inf words as floats, else the text."""
-    if text.strip().lower() in ("nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"):
-        return float(text)
+def parse_solver_options(options: tuple[str, ...], solvers: list[str]) -> dict[str, dict]:
+    """``-o solver.key=value`` (or ``key=value`` for every solver) -> {solver: {key: value}}
+    (:func:`solverzoo.bench.validate.parse_solver_options`; bad text exits 2 naming the option)."""
+    from ..bench.validate import parse_solver_options as parse
+
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_solver_options(options: tuple[str, ...], solvers: list[str], nfes: list[int] | None = None) -> dict[str, dict]:
-    """``-o solver.key=value`` (or ``key=value`` for every solver) -> {solver: {key: value}}.
-    ``grid=@FILE`` reads the sigmas of a grid file (``solverzoo tune-grid``); with ``nfes`` the
-    file's step count must be the one the solver takes at every budget."""
-    from ..tune import check_grid_fits, load_grid_file
-
-    out: dict[str, dict] = {}
-    grid_files: dict[str, str] = {}
-    for item in options:
-        if "=" not in item:
-            fail(f"option {item!r} is not of the form [solver.]key=value")
-        key, value = item.split("=", 1)
-        target, _, name = key.rpartition(".")
-        targets = [target] if target else solvers
-        if target and target not in solvers:
-            fail(f"option {item!r} names solver {target!r}, which is not in this run ({', '.join(solvers)})")
-        parsed = parse_value(value)
-        if name == "grid" and isinstance(parsed, str) and parsed.startswith("@"):
-            try:
-                parsed = load_grid_file(parsed[1:])[0]
-            except ValueError as err:
-                fail(f"option {item!r}: {err}")
-        for t in targets:
-            out.setdefault(t, {})[name] = parsed
-            if name == "grid":
-                grid_files.pop(t, None)
-                if value.startswith("@"):
-                    grid_files[t] = value[1:]
-    if nfes:
-        from ..solvers import get_solver
-
-        for t, path in grid_files.items():
-            built = get_solver(t, **out[t])
-            for n in nfes:
-                try:
-                    check_grid_fits(built, out[t]["grid"], n, source=f"grid file {path!r}")
-                except ValueError as err:
-                    fail(f"-o {t}.grid=@{path}: {err}")
-    return out
+        return parse(options, solvers)
+    except ValueError as err:
+        fail(str(err))
 
 
 def parse_model_options(items: tuple[str, ...]) -> dict:
-    """``-m key=value`` items -> {key: value} (values parsed as by :func:`parse_value`)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            fail(f"model option {item!r} is not of the form key=value")
-        key, value = item.split("=", 1)
-        out[key] = parse_value(value)
-    return out
+    """``-m key=value`` items -> {key: value} (:func:`solverzoo.bench.validate.parse_value`)."""
+    from ..bench.validate import parse_assignments
+
+    try:
+        return {key: value for _, key, value in parse_assignments(items, "key", "-m")}
+    except ValueError as err:
+        fail(str(err))
 
 
 def progress_bar(disable: bool = False) -> Progress:

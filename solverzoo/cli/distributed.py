@@ -5,17 +5,17 @@ from __future__ import annotations
 
 def init_distributed() -> tuple[int, int]:
     """Under torchrun (WORLD_SIZE > 1): join the process group (gloo) and return (rank, world size)."""
-    import os
+    from ..bench.validate import check_env
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    env = check_env()  # WORLD_SIZE, RANK, SOLVERZOO_DIST_TIMEOUT_MIN: named when malformed
+    if env["world_size"] <= 1:
         return 0, 1
     import datetime
 
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        minutes = float(os.environ.get("SOLVERZOO_DIST_TIMEOUT_MIN", "30"))
-        dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=minutes))
+        dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=env["timeout_min"]))
     return dist.get_rank(), dist.get_world_size()
 
 

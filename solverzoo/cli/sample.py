@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from .common import (
-    check_out, console, guidance_options, main, noise_option, parse_model_options, parse_solver_options, progress_bar,
+    check_out,
+    console,
+    guidance_options,
+    main,
+    noise_option,
+    parse_model_options,
+    parse_solver_options,
+    progress_bar,
     usage_errors,
 )
 
@@ -31,25 +38,31 @@ from .common import (
 def sample_command(model, model_option, solver, nfe, num_samples, seed, batch_size, device, option, out, overwrite,
                    noise, guidance, labels):
     """Sample with one solver: OUT/samples.npz and OUT/grid.png (image models)."""
+    from ..bench.validate import build_model, check_device, check_out_path, check_solver_run
     from ..io import save_image_grid, save_npz
-    from ..models import get_model
-    from ..sampling import sample
-
-    options = parse_solver_options(option, [solver], [nfe]).get(solver, {})
-    check_out(out, ["samples.npz", "grid.png"], overwrite)
-    net = get_model(model, **parse_model_options(model_option))
     from ..models.guidance import condition
+    from ..sampling import build_solver, sample
 
+    options = parse_solver_options(option, [solver]).get(solver, {})
+    check_device(device)
+    check_out_path(out)
+    check_out(out, ["samples.npz", "grid.png"], overwrite)
+    net = build_model(model, parse_model_options(model_option))
+    built = build_solver(solver, options)
+    steps = check_solver_run(built, net, [nfe])[nfe]
     condition(net, guidance, labels, seed)  # bad guidance / labels: exit 2 before any work
     with progress_bar() as progress:
         task = progress.add_task(f"{solver} @ {nfe} NFE", total=num_samples)
-        result = sample(net, solver, nfe=nfe, num_samples=num_samples, seed=seed, batch_size=batch_size,
+        result = sample(net, built, steps=steps, num_samples=num_samples, seed=seed, batch_size=batch_size,
                         device=device, on_batch=lambda k: progress.advance(task, k), noise=noise,
-                        guidance=guidance, labels=labels, **options)
+                        guidance=guidance, labels=labels)
+    result.nfe_requested = nfe
     out.mkdir(parents=True, exist_ok=True)
     meta = {"model": net.describe(), **result.describe(), "seed": seed, "num_samples": num_samples}
     save_npz(out / "samples.npz", samples=result.samples, meta=json.dumps(meta))
     if net.is_image:
         save_image_grid(out / "grid.png", result.samples)
+    elif (out / "grid.png").exists():
+        (out / "grid.png").unlink()  # an earlier run's picture is not this run's
     console.print(f"{solver}: {result.nfe} model calls per sample (requested {nfe}), {result.steps} steps, "
-                  f"{result.seconds:.2f} s -> {out}")
+                  f"{result.seconds:.2f} s -> {out / 'samples.npz'}")

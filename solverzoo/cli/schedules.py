@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from .common import (
-    command_line, console, fail, main, parse_model_options, parse_solver_options, progress_bar, usage_errors,
+    command_line,
+    console,
+    fail,
+    main,
+    parse_model_options,
+    parse_solver_options,
+    progress_bar,
+    usage_errors,
 )
 
 
@@ -33,21 +40,21 @@ def tune_grid_command(model, model_option, solver, nfe, out, option, num_samples
                       max_evals, fixed_end, overwrite):
     """Tune the step schedule of SOLVER at NFE on MODEL: minimise the pathwise error (RMS distance to a
     reference ODE solve from the same noise) over the grid; write the sigmas to OUT, for -o SOLVER.grid=@OUT."""
-    from ..models import get_model
-    from ..solvers import get_solver
+    from ..bench.validate import build_model, check_out_path, check_solver_run
+    from ..sampling import build_solver
     from ..tune import save_grid_file, tune_grid
 
     options = parse_solver_options(option, [solver]).get(solver, {})
-    built = get_solver(solver, **options)
+    built = build_solver(solver, options)
     if built.stochastic:
         fail(f"--solver {solver}: tune-grid needs a deterministic (ODE) solver; {solver!r} is stochastic")
-    built.steps_for_nfe(nfe)
+    check_out_path(out, kind="file")
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite or choose another --out")
     if not out.parent.is_dir():
         fail(f"--out {out}: the folder {out.parent} does not exist")
-    net = get_model(model, **parse_model_options(model_option))
-    built.check_model(net)
+    net = build_model(model, parse_model_options(model_option))
+    check_solver_run(built, net, [nfe])
     with progress_bar() as progress:
         task = progress.add_task(f"tune {solver} @ {nfe} NFE", total=max_evals)
 

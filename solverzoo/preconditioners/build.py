@@ -21,7 +21,7 @@ from ..models.base import AnalyticModel, Model
 from .pds import load_filters, pds_preconditioner, pds_statistics
 from .tdas import tdas_estimate, tdas_preconditioner
 
-__all__ = ["FilterSpec", "FILTER_KINDS", "STATISTIC_SAMPLES", "FILTER_SEED", "data_images"]
+__all__ = ["FilterSpec", "FILTER_KINDS", "STATISTIC_SAMPLES", "FILTER_SEED", "data_images", "draw_data_images"]
 
 FILTER_KINDS = ("freq+space", "freq", "space")
 STATISTIC_SAMPLES = 200  # images behind the filter statistics, as in PDS and TDAS
@@ -29,23 +29,35 @@ FILTER_SEED = 2**31 - 1  # data/pilot samples for filters use their own seed, no
 METHODS = ("pds", "tdas")
 
 
-def data_images(model: Model, device, dtype, what: str) -> Tensor:
+def data_images(model: Model, device, dtype, what: str, source: str | None = None) -> Tensor:
     """200 data images in [0, 1] (images in [-1, 1] are mapped by (x + 1) / 2): exact samples of an
     analytic model, or a seeded draw from a learned model's training data (``model.data``: a named
     dataset such as ``digits`` / ``patches``, a folder or an array), as PDS and TDAS take their
-    statistics from the training set."""
+    statistics from the training set.  ``source``: other data than the model's own (same draw)."""
+    if source is not None:
+        return draw_data_images(source, tuple(model.shape), STATISTIC_SAMPLES, device, dtype, what=f"{what}: data")
     source = _data_source(model, what)
     if isinstance(model, AnalyticModel):
         x = model.sample_data(FILTER_SEED, range(STATISTIC_SAMPLES), device=device).to(dtype)
-    else:
-        from ..data import load_dataset
+        return ((x + 1) / 2).clamp(0, 1)
+    return draw_data_images(source, tuple(model.shape), STATISTIC_SAMPLES, device, dtype,
+                            what=f"{what}: the training data of model {model.name!r}")
 
-        images = load_dataset(source)
-        if tuple(images.shape[1:]) != tuple(model.shape):
-            raise ValueError(f"{what}: the training data {source!r} has images of shape {tuple(images.shape[1:])}, "
-                             f"model {model.name!r} makes {tuple(model.shape)}")
-        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(FILTER_SEED))[:STATISTIC_SAMPLES]
-        x = images[pick].to(device=device, dtype=dtype)
+
+def draw_data_images(source: str, shape: tuple | None = None, num: int = STATISTIC_SAMPLES, device="cpu",
+                     dtype: torch.dtype = torch.float64, what: str = "data") -> Tensor:
+    """``num`` images in [0, 1] drawn from a dataset (``solverzoo.data.load_dataset``: a named dataset,
+    a folder or an array) by a permutation seeded with :data:`FILTER_SEED`: the draw behind every
+    filter built from data (``solverzoo filters estimate --data`` included), so the same data gives
+    the same filters through every door.  ``shape``: the image shape the filters must fit."""
+    from ..data import load_dataset
+
+    images = load_dataset(source)
+    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+        raise ValueError(f"{what} {source!r} has images of shape {tuple(images.shape[1:])}, the filters are for "
+                         f"{tuple(shape)}")
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(FILTER_SEED))[:num]
+    x = images[pick].to(device=device, dtype=dtype)
     return ((x + 1) / 2).clamp(0, 1)
 
 
@@ -88,6 +100,7 @@ class FilterSpec:
     softness: float = 5.0
     pilot_samples: int = STATISTIC_SAMPLES
     pilot: Any = None
+    data: str | None = None  # the data behind the filters, when not the model's own
 
     @property
     def kinds(self) -> str | None:
@@ -108,7 +121,7 @@ class FilterSpec:
         if not model.is_image:
             raise ValueError(f"{name}: filters act on images (C, H, W); model {model.name!r} has shape "
                              f"{tuple(model.shape)}")
-        if self.kinds is not None:
+        if self.kinds is not None and self.data is None:
             _data_source(model, name)
         elif isinstance(self.source, (str, os.PathLike)):
             load_filters(self.source, model.shape)
@@ -134,7 +147,7 @@ class FilterSpec:
             return load_filters(self.source, model.shape, kind="filter").preconditioner(), None
         if kinds is None:
             return self.source, None
-        data = data_images(model, device, torch.float64, self.method)
+        data = data_images(model, device, torch.float64, self.method, source=self.data)
         if self.method == "pds":
             stats = pds_statistics(data)
             return pds_preconditioner(stats.freq if "freq" in kinds else None,

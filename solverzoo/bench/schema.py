@@ -1,0 +1,132 @@
+"""The bench's data: what a sweep is asked for (:class:`BenchConfig`), what one cell gives
+(:class:`Row`), and the results.json layout (:data:`SCHEMA`), with the strict-JSON writer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..io import atomic_write_json
+
+__all__ = ["BenchConfig", "Row", "DEFAULT_NFE", "SCHEMA_VERSION", "SCHEMA", "json_safe", "write_json_atomic",
+           "PATH_REFERENCE_SOLVER", "PATH_REFERENCE_NFE", "PATH_REFERENCE_SAMPLES", "PREVIEW_SAMPLES"]
+
+DEFAULT_NFE = (10, 20, 50)
+
+#: Version of the results.json layout (:data:`SCHEMA`); 1 = files without the field.
+SCHEMA_VERSION = 2
+
+#: The pathwise reference: the converged ODE map of each initial noise, by EDM's 2nd-order Heun
+#: (deterministic, so its error against the exact flow shrinks as NFE^-2) on its default Karras
+#: grid at 511 model calls (256 steps).  Measured on gmm-image (benchmarks/metric): heun at 511 vs
+#: 1023 calls differ by far less than the smallest path_rms of the default sweep.
+PATH_REFERENCE_SOLVER = "heun"
+PATH_REFERENCE_NFE = 511
+#: The reference is solved for the first PATH_REFERENCE_SAMPLES samples of the sweep only (cost).
+PATH_REFERENCE_SAMPLES = 100
+#: Samples of each cell kept for samples.png.
+PREVIEW_SAMPLES = 2
+
+#: results.json, schema 2: field -> meaning.  Top level, then one entry per row ("rows.*").
+SCHEMA = {
+    "schema_version": "2",
+    "solverzoo": "package version that wrote the file",
+    "command": "the command line",
+    "created": "start time (ISO 8601)",
+    "machine": "python, torch, platform, device",
+    "config": "every bench option (model, model_options, solvers, solver_options, nfe, num_samples, seed, "
+              "batch_size, device, feature, repeats[, reference, inception])",
+    "model": "the model's description (name, shape, process, parameters, key)",
+    "metric": "name of the primary metric (mmd_whitened for analytic models; fd_<feature> for learned ones)",
+    "metric_note": "what the metric measures, its oracle floor and its uncertainty",
+    "oracle_floor": "the primary metric's expected value for exact samples at this N (0 for mmd_whitened)",
+    "oracle_floors": "the same per repeat (seed range)",
+    "fd_metric": "name of the Frechet distance in the rows' fd field",
+    "fd_oracle_floor": "FD of N exact (or held-out real) samples: the biased FD's floor at this N",
+    "fd_oracle_floors": "the same per repeat",
+    "spectral_floor": "spectral_error and hf_ratio of N exact samples (image analytic models)",
+    "path_reference": "solver, nfe and num_samples of the pathwise reference solve",
+    "distributed": "world size and backend under torchrun (absent otherwise)",
+    "rows.solver": "solver name", "rows.nfe_requested": "NFE budget asked for",
+    "rows.repeat": "seed range r: samples [r N, (r + 1) N)",
+    "rows.nfe": "counted model calls per sample", "rows.steps": "solver steps",
+    "rows.metric": "primary metric name", "rows.value": "primary metric value",
+    "rows.uncertainty": "its standard deviation (mmd: first-order std of the U-statistic; fd: bootstrap)",
+    "rows.excess": "value - oracle_floor", "rows.oracle_floor": "the primary metric's floor",
+    "rows.fd": "Frechet distance (fd_metric)", "rows.fd_excess": "fd - fd_oracle_floor",
+    "rows.spectral_error": "mean |log| ratio of radial power to the exact one, 16 bands",
+    "rows.hf_ratio": "power above 0.25 cycles/pixel relative to the exact one (1 = exact, < 1 over-smooth)",
+    "rows.path_rms": "ODE solvers: RMS per coordinate of sample - reference solve from the same noise",
+    "rows.label_accuracy": "digits under --labels/--guidance: fraction of samples the shipped digits classifier "
+                           "assigns to their requested label",
+    "conditioning": "labels, guidance weight and NFE counting under guidance (absent without labels)",
+    "rows.seconds": "wall time of the cell", "rows.status": "ok, nonfinite or error",
+    "rows.message": "why a cell failed", "rows.options": "every option the solver ran with (Solver.options())",
+}
+
+
+@dataclass
+class BenchConfig:
+    model: str = "gmm-image"
+    model_options: dict = field(default_factory=dict)
+    solvers: list[str] | None = None  # None: every registered solver that applies to the model
+    solver_options: dict[str, dict] = field(default_factory=dict)
+    nfe: list[int] = field(default_factory=lambda: list(DEFAULT_NFE))
+    num_samples: int = 500
+    seed: int = 0
+    batch_size: int = 500
+    device: str = "cpu"
+    feature: str | None = None  # None: the model's own (mmd_whitened for analytic models)
+    repeats: int = 1  # disjoint seed ranges: repeat r uses samples [r N, (r + 1) N)
+    # learned models (no exact moments): reference data / fid-ref .npz, Inception weights file
+    reference: str | None = None
+    inception: str | None = None
+    # classifier-free guidance (solverzoo.models.guidance): weight w and the class of each sample
+    guidance: float | None = None
+    labels: str | None = None  # "0,1,2" cycled over the sample index, "all", "random"; default "all" under guidance
+    noise: str = "cpu"  # per-sample noise source: "cpu" generators or device-side "philox" (solverzoo.noise)
+
+
+@dataclass
+class Row:
+    """One cell of the sweep (see :data:`SCHEMA` for the meaning of every field)."""
+
+    solver: str
+    nfe_requested: int
+    repeat: int
+    nfe: int | None
+    steps: int | None
+    metric: str
+    value: float | None
+    uncertainty: float | None
+    excess: float | None
+    oracle_floor: float | None
+    seconds: float
+    status: str  # "ok", "nonfinite", "error"
+    message: str = ""
+    options: dict = field(default_factory=dict)
+    fd: float | None = None  # Frechet distance (results["fd_metric"]); the primary metric for learned models
+    fd_excess: float | None = None  # fd - results["fd_oracle_floor"]
+    spectral_error: float | None = None  # image models: mean |log| radial power ratio (metrics.spectrum)
+    hf_ratio: float | None = None  # generated / exact power above 0.25 cycles/pixel
+    path_rms: float | None = None  # ODE solvers: RMS per coordinate of sample - reference solve, same noise
+    label_accuracy: float | None = None  # digits with labels/guidance: shipped classifier's accuracy on the labels
+
+
+def json_safe(value):
+    """JSON has no inf/nan: non-finite floats become the strings "inf", "-inf", "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Strict JSON (non-finite floats as strings, :func:`json_safe`) written atomically (solverzoo.io)."""
+    atomic_write_json(path, json_safe(payload), allow_nan=False)
+
+
