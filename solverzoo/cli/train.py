@@ -7,15 +7,7 @@ from pathlib import Path
 import click
 
 from .common import (
-    command_line,
-    console,
-    fail,
-    main,
-    parse_csv,
-    progress_bar,
-    read_data_or_fail,
-    set_threads,
-    usage_errors,
+    command_line, console, fail, main, parse_csv, progress_bar, read_data_or_fail, set_threads, usage_errors,
 )
 
 
