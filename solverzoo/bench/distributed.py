@@ -40,9 +40,9 @@ def shard(num_samples: int, batch_size: int, rank: int, world: int) -> tuple[int
     return start, max(0, min(num_samples, hi * batch_size) - start)
 
 
-def sample_sharded(model, solver, steps: int, nfe: int, n: int, start: int, config, device, progress,
+def sample_sharded(model, solver, steps: int, n: int, start: int, config, device, progress,
                    built_filters=None):
-    """``sample`` of the built ``solver`` at ``steps`` (the plan's steps for budget ``nfe``) over ``n``
+    """``sample`` of the built ``solver`` at ``steps`` (the plan's steps for the cell's budget) over ``n``
     samples from index ``start``, with the filters built for that grid; under torch.distributed each rank samples
     its block of batches (:func:`shard`) and the samples are gathered in index order on every rank.
     An error on any rank is raised on every rank (so all ranks record the same row)."""
@@ -80,5 +80,5 @@ def sample_sharded(model, solver, steps: int, nfe: int, n: int, start: int, conf
         progress(n - count)  # the other ranks' samples
     _, _, nfe_counted, _, solver_name, steps, grid, opts = oks[0]
     return SampleResult(samples=torch.cat([item[1] for item in oks]), solver=solver_name, nfe=nfe_counted,
-                        nfe_requested=nfe, steps=steps, grid=grid, seconds=max(item[3] for item in oks),
+                        nfe_requested=None, steps=steps, grid=grid, seconds=max(item[3] for item in oks),
                         options=opts)

@@ -177,7 +177,7 @@ def _run_cell(p: Plan, sp: SolverPlan, nfe: int, repeat: int, filters: list, fol
     try:
         if sp.filters is not None and not filters:
             filters.append(_filters(p, sp, nfe, folder))
-        result = sample_sharded(p.model, sp.solver, sp.steps[nfe], nfe, n, repeat * n, config, p.device, progress,
+        result = sample_sharded(p.model, sp.solver, sp.steps[nfe], n, repeat * n, config, p.device, progress,
                                 filters[0] if filters else None)
         x = result.samples
         cell.update(nfe=result.nfe, steps=result.steps, options=result.options)
