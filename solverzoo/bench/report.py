@@ -11,7 +11,7 @@ from pathlib import Path
 from ..io import atomic_write, atomic_write_text, image_grid
 
 __all__ = ["load_results", "load_previews", "write_csv", "plot_metrics", "plot_samples", "table_rows", "write_outputs",
-           "PLOTTED", "SIGNIFICANCE"]
+           "PLOTTED", "SIGNIFICANCE", "READABLE_SCHEMAS"]
 
 CSV_FIELDS = ("solver", "nfe_requested", "repeat", "nfe", "steps", "metric", "value", "uncertainty", "excess",
               "oracle_floor", "verdict", "fd", "fd_excess", "spectral_error", "hf_ratio", "path_rms", "label_accuracy",
@@ -25,44 +25,107 @@ PLOTTED = (("excess", None, None), ("fd_excess", "fd", "fd excess over its oracl
            ("spectral_error", "spectral_error", "spectral error"), ("path_rms", "path_rms", "path RMS vs reference"))
 
 
+#: The results.json schemas this version reads (see solverzoo.bench.schema.SCHEMA).
+READABLE_SCHEMAS = (1, 2)
+#: Row fields that hold numbers (non-finite values are written as the strings "nan", "inf", "-inf").
+NUMERIC_FIELDS = ("value", "uncertainty", "excess", "oracle_floor", "fd", "fd_excess", "spectral_error", "hf_ratio",
+                  "path_rms", "label_accuracy", "seconds")
+
+
+def _number(value):
+    """A row's number as read back: the strings "nan" / "inf" / "-inf" (how non-finite values are
+    written) become floats; anything else that is not a number is left for the row check."""
+    if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
+        return float(value)
+    return value
+
+
+def _check_row(path: Path, k: int, row) -> dict:
+    where = f"{path}: row {k}"
+    if not isinstance(row, dict):
+        raise ValueError(f"{where} is not an object; the file is not a solverzoo results file (or was edited)")
+    for key, kind in (("solver", str), ("nfe_requested", int), ("status", str)):
+        if key not in row:
+            raise ValueError(f"{where} has no {key!r}; restore the file or run the bench again with --overwrite")
+        if not isinstance(row[key], kind) or isinstance(row[key], bool):
+            raise ValueError(f"{where}: {key}={row[key]!r} is not a {kind.__name__}")
+    for key in NUMERIC_FIELDS:
+        if key in row:
+            row[key] = _number(row[key])
+            if row[key] is not None and (isinstance(row[key], bool) or not isinstance(row[key], (int, float))):
+                raise ValueError(f"{where}: {key}={row[key]!r} is not a number")
+    row.setdefault("repeat", 0)
+    row.setdefault("message", "")
+    return row
+
+
 def load_results(path: str | Path) -> dict:
-    """Read a results.json (or the folder holding one); clear errors for malformed files.
+    """Read a results.json (or the folder holding one); a ValueError naming the file and what to do
+    for a missing, unreadable, foreign or malformed file, or a schema this version does not read.
 
     Files without ``schema_version`` (schema 1: ``fd`` was the primary metric) are read with
-    their ``fd`` / ``fd_excess`` as the primary value / excess."""
+    their ``fd`` / ``fd_excess`` as the primary value / excess.  Non-finite numbers, written as the
+    strings "nan" / "inf", are read back as floats."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             results = json.load(fh)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such results file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, not a results file") from None
+    except PermissionError:
+        raise ValueError(f"{path}: cannot be read (permission denied)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{path}: not valid JSON ({str(err)[:200]}); restore it or run again with --overwrite") \
+            from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({err.strerror or err})") from None
     if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
         raise ValueError(f"{path}: not a solverzoo results file (no 'rows' list)")
+    version = results.get("schema_version", 1)
+    if isinstance(version, str) and version.isdigit():
+        version = int(version)
+    if version not in READABLE_SCHEMAS:
+        raise ValueError(f"{path}: results schema {version!r}, this version of solverzoo reads schemas "
+                         f"{', '.join(map(str, READABLE_SCHEMAS))}; use the solverzoo version that wrote it")
+    results["rows"] = [_check_row(path, k, row) for k, row in enumerate(results["rows"])]
     if "schema_version" not in results:
         for row in results["rows"]:
-            if isinstance(row, dict):
-                row.setdefault("value", row.get("fd"))
-                row.setdefault("excess", row.get("fd_excess"))
-                row.setdefault("uncertainty", None)
+            row.setdefault("value", row.get("fd"))
+            row.setdefault("excess", row.get("fd_excess"))
+            row.setdefault("uncertainty", None)
         results.setdefault("fd_metric", results.get("metric"))
         results.setdefault("fd_oracle_floor", results.get("oracle_floor"))
+    results.setdefault("metric", results["rows"][0].get("metric", "value") if results["rows"] else "value")
     return results
 
 
 def load_previews(out: Path) -> dict:
-    """{(solver, nfe_requested): samples} from OUT/previews.npz ({} when absent)."""
+    """{(solver, nfe_requested): samples} from OUT/previews.npz ({} when absent); a ValueError naming the
+    file when it cannot be read."""
+    import zipfile
+
     import numpy as np
     import torch
 
     path = Path(out) / "previews.npz"
     if not path.exists():
         return {}
-    with np.load(path) as z:
-        return {(k.rsplit("@", 1)[0], int(k.rsplit("@", 1)[1])): torch.from_numpy(z[k]) for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            previews = {}
+            for key in z.files:
+                solver, _, nfe = key.rpartition("@")
+                if not solver or not nfe.isdigit():
+                    raise ValueError(f"entry {key!r} is not solver@nfe")
+                previews[(solver, int(nfe))] = torch.from_numpy(np.asarray(z[key], dtype=np.float32))
+            return previews
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: cannot read the sample previews ({type(err).__name__}: {err}); delete it (only "
+                         f"samples.png needs it) and run again") from None
 
 
 def write_csv(results: dict, path: Path) -> None:
@@ -236,6 +299,7 @@ def plot_metrics(results: dict, out: Path) -> list[Path]:
 
 def plot_samples(results: dict, previews: dict, path: Path) -> bool:
     """samples.png: rows solvers, columns NFE (each cell: the first samples, same initial noise)."""
+    previews = {k: v for k, v in previews.items() if getattr(v, "ndim", 0) == 4 and len(v)}
     if not previews:
         return False
     import matplotlib
@@ -245,6 +309,8 @@ def plot_samples(results: dict, previews: dict, path: Path) -> bool:
 
     nfes, by_solver = table_rows(results)
     solvers = [s for s in by_solver if any((s, n) in previews for n in nfes)]
+    if not solvers:
+        return False
     per = max(len(x) for x in previews.values())
     images = []
     for s in solvers:
@@ -274,10 +340,21 @@ def plot_samples(results: dict, previews: dict, path: Path) -> bool:
 
 
 def write_outputs(results: dict, out: Path) -> list[Path]:
-    """results.csv, one plot per metric and samples.png beside results.json; returns the files written."""
+    """results.csv, one plot per metric and samples.png beside results.json; returns the files written.
+    Plots and a sample sheet that this results file does not make are removed (never presented as
+    its own)."""
     out.mkdir(parents=True, exist_ok=True)
     write_csv(results, out / "results.csv")
     written = [out / "results.csv", *plot_metrics(results, out)]
-    if plot_samples(results, load_previews(out), out / "samples.png"):
+    try:
+        previews = load_previews(out)
+    except ValueError:
+        previews = {}
+    previews = {k: v for k, v in previews.items() if any(r["solver"] == k[0] and r["nfe_requested"] == k[1]
+                                                         for r in results["rows"])}
+    if plot_samples(results, previews, out / "samples.png"):
         written.append(out / "samples.png")
+    for stale in [*out.glob("nfe_vs_*.png"), out / "samples.png"]:
+        if stale.exists() and stale not in written:
+            stale.unlink()
     return written

@@ -177,6 +177,15 @@ def print_table(results: dict) -> None:
             t.add_row(*rows[key])
     for t in tables.values():
         console.print(t)
+    failed = [(solver, n, c) for solver, cells in by_solver.items() for n, c in cells.items() if c["status"] != "ok"]
+    if failed:
+        t = Table(title="cells that failed (solverzoo bench --resume --retry-errors runs them again)")
+        for column in ("solver", "NFE", "status", "why"):
+            t.add_column(column)
+        for solver, n, c in failed:
+            reason = (c.get("message") or "").strip().splitlines()
+            t.add_row(solver, str(n), c["status"], (reason[0] if reason else "")[:160])
+        console.print(t)
 
 
 def set_threads(threads: int | None) -> None:

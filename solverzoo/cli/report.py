@@ -9,7 +9,12 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .common import console, fail, fmt, main, parse_model_options, print_table, usage_errors
+from .common import console, err_console, fail, fmt, main, parse_model_options, print_table, usage_errors
+
+
+def _short(value) -> str:
+    text = value if isinstance(value, str) else ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+    return text[:120]
 
 
 @main.command("report")
@@ -24,13 +29,22 @@ def report_command(results_dir: Path, other_dir: Path | None) -> None:
     results = load_results(results_dir)
     if other_dir is None:
         out = results_dir if results_dir.is_dir() else results_dir.parent
-        write_outputs(results, out)
+        try:
+            write_outputs(results, out)
+        except OSError as err:  # a read-only or full folder: the tables still print
+            err_console.print(f"[yellow]could not write the CSV and plots to {out} ({err.strerror or err}); "
+                              f"the tables follow")
         print_table(results)
         return
     other = load_results(other_dir)
-    if results.get("metric") != other.get("metric"):
-        fail(f"the two folders use different metrics ({results.get('metric')} vs {other.get('metric')}); "
-              f"their values cannot be compared")
+    for key, what in (("metric", "metrics"), ("model", "models")):
+        a, b = results.get(key), other.get(key)
+        if key == "model":
+            a = {k: (a or {}).get(k) for k in ("name", "shape", "process", "key")}
+            b = {k: (b or {}).get(k) for k in ("name", "shape", "process", "key")}
+        if a != b:
+            fail(f"{results_dir} and {other_dir} hold different {what} ({_short(a)} vs {_short(b)}); their "
+                 f"values cannot be compared cell by cell")
     nfes_a, cells_a = table_rows(results)
     nfes_b, cells_b = table_rows(other)
     nfes = sorted(set(nfes_a) | set(nfes_b))
