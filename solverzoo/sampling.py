@@ -24,7 +24,8 @@ from .noise import INIT, NOISE_KINDS, PATH, make_noise_source
 from .preconditioners.build import FILTER_SEED, FilterSpec
 from .solvers.base import SOLVERS, Context, Solver, declared_options, get_solver
 
-__all__ = ["SampleResult", "sample", "build_solver", "build_filters", "filter_arrays", "save_operator", "resolve_device", "batches"]
+__all__ = ["SampleResult", "sample", "build_solver", "build_filters", "filter_arrays", "save_operator",
+           "resolve_device", "batches"]
 
 
 @dataclass

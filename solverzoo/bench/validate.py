@@ -291,6 +291,10 @@ def check_out_path(out, what: str = "--out", kind: str = "folder") -> Path:
     if out is None or str(out).strip() == "":
         raise ValueError(f"{what}: an empty path; give a {kind} name")
     path = Path(out)
+    for part in path.parts:
+        if len(part.encode()) > 255:  # longer than any common filesystem takes (checked before any lookup)
+            raise ValueError(f"{what} {str(out)[:60]}...: the name {part[:40]}... is {len(part.encode())} bytes "
+                             f"long; file names take at most 255")
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
     limit = _name_max(existing if existing.is_dir() else existing.parent)
     for part in path.parts:

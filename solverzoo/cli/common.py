@@ -99,6 +99,15 @@ def main() -> None:
     """solverzoo: diffusion-sampling acceleration methods side by side."""
 
 
+def nonempty_path(ctx, param, value):
+    """Click callback of every ``--out``: an empty path is refused (it would mean the current folder)."""
+    if value is None:
+        return None
+    if str(value).strip() == "":
+        raise click.BadParameter("an empty path; give a name", ctx=ctx, param=param)
+    return Path(value)
+
+
 def check_out(out: Path, files: list[str], overwrite: bool) -> None:
     """Refuse (exit 2) to overwrite ``files`` already in ``out`` unless ``--overwrite``."""
     existing = [f for f in files if (out / f).exists()]

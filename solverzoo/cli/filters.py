@@ -8,7 +8,16 @@ from pathlib import Path
 
 import click
 
-from .common import console, fail, main, parse_model_options, progress_bar, read_data_or_fail, usage_errors
+from .common import (
+    console,
+    fail,
+    main,
+    nonempty_path,
+    parse_model_options,
+    progress_bar,
+    read_data_or_fail,
+    usage_errors,
+)
 
 
 @main.group("filters")
@@ -53,7 +62,8 @@ def load_unit_images(option: str, data: str, num: int):
 @filters_group.command("estimate")
 @click.option("--data", required=True, help="digits, patches, a folder of images, .npy/.npz array, or model:NAME.")
 @click.option("--num", type=click.IntRange(2), default=200, show_default=True, help="Images used.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Filter file (.npz).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              callback=nonempty_path, required=True, help="Filter file (.npz).")
 @click.option("--overwrite", is_flag=True)
 @usage_errors
 def filters_estimate(data: str, num: int, out: Path, overwrite: bool) -> None:
@@ -75,7 +85,8 @@ def filters_estimate(data: str, num: int, out: Path, overwrite: bool) -> None:
 @click.option("--nfe", type=int, required=True, help="The target NFE of the pilot run.")
 @click.option("--reference", default=None, help="Reference images (folder/.npy/.npz). Default: the model's data.")
 @click.option("--num", type=click.IntRange(2), default=200, show_default=True, help="Pilot samples.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Filter file (.npz).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              callback=nonempty_path, required=True, help="Filter file (.npz).")
 @click.option("--overwrite", is_flag=True)
 @usage_errors
 def filters_tdas_estimate(model, model_option, solver, nfe, reference, num, out, overwrite):

@@ -82,15 +82,33 @@ def score_command(samples: Path, model, model_option, feature, reference, as_jso
     from ..data import read_array
     from ..metrics.evaluate import evaluate
 
+    if samples.is_dir() and (samples / "samples.npz").is_file():
+        samples = samples / "samples.npz"  # the folder 'solverzoo sample --out' wrote
     if not samples.is_file():
         fail(f"{samples}: no such file (give an .npz or .npy of samples)")
 
     if samples.suffix not in (".npz", ".npy"):
         fail(f"{samples}: expected an .npz or .npy file of samples")
+    if samples.suffix == ".npz":
+        import zipfile
+
+        try:
+            with np.load(samples, allow_pickle=False) as z:
+                keys = list(z.files)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            fail(f"{samples}: cannot read the archive ({type(err).__name__}: {err})")
+        if "samples" not in keys and len(keys) != 1:
+            fail(f"{samples}: holds {len(keys)} arrays ({', '.join(keys[:8]) or 'none'}) and none is named "
+                 f"'samples'; save the samples as samples=... (np.savez(path, samples=x))")
     arr = read_array(samples, keys=("samples",))
-    if not np.issubdtype(arr.dtype, np.number):
-        fail(f"{samples}: expected a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.floating):
+        fail(f"{samples}: samples of dtype {arr.dtype}; expected real floating-point samples in [-1, 1] "
+             f"(convert uint8 images with x / 127.5 - 1)")
     net = build_model(model, parse_model_options(model_option))
+    from ..models.base import AnalyticModel
+
+    if reference is not None and isinstance(net, AnalyticModel):
+        fail(f"--reference applies to learned models; {model!r} has exact moments (leave --reference out)")
     shape = tuple(net.shape)
     if arr.ndim == len(shape) + 1 and arr.shape[1:] != shape and arr.shape[-1] == shape[0] \
             and arr.shape[1:-1] == shape[1:]:
@@ -98,6 +116,8 @@ def score_command(samples: Path, model, model_option, feature, reference, as_jso
     if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
         fail(f"{samples}: samples of shape {arr.shape} do not match model {model!r}, whose samples are "
               f"(N, {', '.join(map(str, shape))})")
+    if len(arr) < 2:
+        fail(f"{samples}: holds {len(arr)} sample(s); scoring needs at least 2")
     result = evaluate(net, arr.astype(np.float64), feature, reference=reference)
     if as_json:
         click.echo(json.dumps(result, indent=1))

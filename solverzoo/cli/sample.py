@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -13,6 +12,7 @@ from .common import (
     guidance_options,
     main,
     noise_option,
+    nonempty_path,
     parse_model_options,
     parse_solver_options,
     progress_bar,
@@ -30,7 +30,8 @@ from .common import (
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Default: all samples in one batch.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--option", "-o", multiple=True, help="Solver option key=value, e.g. -o s_churn=40.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=str),
+              callback=nonempty_path, required=True)
 @click.option("--overwrite", is_flag=True, help="Replace samples.npz / grid.png already in --out.")
 @noise_option
 @guidance_options

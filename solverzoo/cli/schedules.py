@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from .common import (
@@ -11,6 +9,7 @@ from .common import (
     console,
     fail,
     main,
+    nonempty_path,
     parse_model_options,
     parse_solver_options,
     progress_bar,
@@ -23,7 +22,8 @@ from .common import (
 @click.option("--model-option", "-m", multiple=True, help="key=value passed to the model, e.g. resolution=16.")
 @click.option("--solver", required=True, help="A deterministic (ODE) solver (solverzoo list).")
 @click.option("--nfe", type=int, required=True, help="The NFE budget the grid is tuned for.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Grid file (.json).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              callback=nonempty_path, required=True, help="Grid file (.json).")
 @click.option("--option", "-o", multiple=True, help="Solver option key=value (the start grid too, e.g. grid_options).")
 @click.option("--num-samples", type=click.IntRange(1), default=64, show_default=True,
               help="Initial noises the pathwise error is averaged over (a fixed set).")

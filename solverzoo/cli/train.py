@@ -7,14 +7,24 @@ from pathlib import Path
 import click
 
 from .common import (
-    command_line, console, fail, main, parse_csv, progress_bar, read_data_or_fail, set_threads, usage_errors,
+    command_line,
+    console,
+    fail,
+    main,
+    nonempty_path,
+    parse_csv,
+    progress_bar,
+    read_data_or_fail,
+    set_threads,
+    usage_errors,
 )
 
 
 @main.command("train")
 @click.option("--data", default="digits", show_default=True,
               help="'digits' (scikit-learn's 8x8 digits, shipped) or a folder / .npy / .npz of square images.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", type=click.Path(file_okay=False, path_type=str),
+              callback=nonempty_path, required=True,
               help="Run folder: model.pt, snapshots/, training-state.pt, log.jsonl.")
 @click.option("--precond", type=click.Choice(["edm", "vp", "ve", "fdm_edm", "fdm_vp", "fdm_ve"]), default="edm",
               show_default=True, help="Preconditioning and loss (EDM Table 1; fdm_*: FDM's c_in = s(sigma)).")
@@ -45,18 +55,33 @@ def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, ba
                   channel_mult, dropout, ema_halflife_kimg, checkpoint_every, threads, resume, export, conditional,
                   label_dropout):
     """Train a small UNet denoiser (EDM or FDM preconditioning) on the CPU; sample it with --model OUT/model.pt."""
+    import math
+
+    from ..bench.validate import check_out_path
     from ..data import load_dataset, load_digits
     from ..models.learned import load_checkpoint, save_checkpoint
     from ..train import TrainConfig, train
 
     set_threads(threads)
     mult = parse_csv(channel_mult, int, "channel multiplier")
+    if any(m < 1 for m in mult):
+        fail(f"--channel-mult {channel_mult}: width multipliers are integers >= 1, one per resolution (e.g. 1,2,2)")
+    if not (math.isfinite(lr) and lr > 0):
+        fail(f"--lr {lr}: the learning rate must be a finite number > 0")
+    if not (math.isfinite(dropout) and 0 <= dropout < 1):
+        fail(f"--dropout {dropout}: must be in [0, 1)")
+    if not (math.isfinite(fdm_multiplier) and fdm_multiplier > 0):
+        fail(f"--fdm-multiplier {fdm_multiplier}: must be a finite number > 0")
+    if not (math.isfinite(ema_halflife_kimg) and ema_halflife_kimg > 0):
+        fail(f"--ema-halflife-kimg {ema_halflife_kimg}: must be a finite number > 0")
+    check_out_path(out)
     config = TrainConfig(data=data, precond=precond, fdm_multiplier=fdm_multiplier, warmup_ite=warmup_ite,
                          iterations=iterations, batch_size=batch_size, lr=lr, seed=seed,
                          checkpoint_every=checkpoint_every, ema_halflife_kimg=ema_halflife_kimg,
                          unet={"channels": channels, "channel_mult": mult, "dropout": dropout},
                          labels=conditional, label_dropout=label_dropout)
-    images, labels = load_digits(with_labels=True) if conditional else (load_dataset(data), None)
+    images, labels = read_data_or_fail("--data", data, lambda: load_digits(with_labels=True) if conditional
+                                       else (load_dataset(data), None))
     if export is not None and export.exists() and not resume:
         fail(f"--export {export} exists; remove it or choose another path")
     with progress_bar() as progress:
@@ -78,7 +103,8 @@ def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, ba
 
 
 @main.command("train-classifier")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              callback=nonempty_path, required=True)
 @click.option("--epochs", type=click.IntRange(1), default=40, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=None)
@@ -97,7 +123,8 @@ def train_classifier_command(out, epochs, seed, threads):
 
 @main.command("fid-ref")
 @click.option("--data", required=True, help="'digits', a folder of images, or an .npy/.npz array.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Statistics .npz.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              callback=nonempty_path, required=True, help="Statistics .npz.")
 @click.option("--feature", default="inception", show_default=True,
               help="inception, digits_classifier, pixels, pool:K or custom:module:function.")
 @click.option("--inception", type=click.Path(dir_okay=True, path_type=Path), default=None,
@@ -109,12 +136,13 @@ def train_classifier_command(out, epochs, seed, threads):
 @usage_errors
 def fid_ref_command(data, out, feature, inception, num, device, overwrite):
     """Reference statistics (mu, sigma, features) of real images in a feature space, for bench --reference."""
+    from ..bench.validate import check_device, check_out_path
     from ..data import load_dataset
     from ..metrics.fid import build_extractor, save_reference
 
+    check_out_path(out, kind="file")
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite")
-    from ..bench.validate import check_device
 
     extractor = build_extractor(feature, inception=inception, device=check_device(device))
     images = read_data_or_fail("--data", data, lambda: load_dataset(data, num))

@@ -79,7 +79,8 @@ def _data_source(model: Model, what: str) -> str | None:
 def check_source(source: Any) -> None:
     """A filter source is a kind (from the model's data), "tdas", an existing file, or an operator."""
     if isinstance(source, str) and source not in FILTER_KINDS and source != "tdas" and not os.path.exists(source):
-        raise ValueError(f"filters={source!r} is neither a filter kind ({', '.join(FILTER_KINDS)}) nor an existing file")
+        raise ValueError(f"filters={source!r} is neither a filter kind ({', '.join(FILTER_KINDS)}) nor an existing "
+                         f"file")
 
 
 @dataclass(frozen=True)
