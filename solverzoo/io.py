@@ -12,11 +12,13 @@ grid behind: the previous version (if any) stays as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,8 @@ def atomic_write(path: PathLike, write: Callable[[Path], Any]) -> Path:
 
     The temporary name keeps the final suffix (``.npz``, ``.png``: writers that pick the format
     from it, or append it when it is missing, write the right file).  If ``write`` raises, the
-    temporary file is removed and ``path`` is left untouched.  Returns ``path``.
+    temporary file is removed and ``path`` is left untouched; an ``OSError`` (a full or read-only
+    filesystem) names ``path``.  Returns ``path``.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
@@ -40,8 +43,15 @@ def atomic_write(path: PathLike, write: Callable[[Path], Any]) -> Path:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if err.filename is None or str(err.filename) == str(tmp):  # name the file the caller asked for
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -19,7 +19,7 @@ import socket
 import time
 from pathlib import Path
 
-__all__ = ["RunFolder", "FolderBusy", "ARTEFACTS", "LOCK_NAME", "read_lock"]
+__all__ = ["RunFolder", "FolderBusy", "ARTEFACTS", "LOCK_NAME", "read_lock", "check_free"]
 
 LOCK_NAME = ".solverzoo.lock"
 #: What a bench run leaves in its folder (besides nfe_vs_*.png plots): removed when a new run takes over.
@@ -64,6 +64,18 @@ def _stale(holder: dict | None) -> bool:
     return not isinstance(pid, int) or not _alive(pid)
 
 
+def check_free(out: str | Path) -> None:
+    """Raise :class:`FolderBusy` naming the holder when a live run holds ``out``'s lock (a check made
+    before any work; :meth:`RunFolder.acquire` takes the lock itself)."""
+    lock = Path(out) / LOCK_NAME
+    if not lock.exists():
+        return
+    holder = read_lock(lock)
+    if holder is not None and not _stale(holder):
+        raise FolderBusy(f"--out {out} is in use by another run ({_holder_text(holder)}); wait for it, or choose "
+                         f"another --out (a lock of a stopped run is taken over)")
+
+
 class RunFolder:
     """The output folder of one run: its lock, where files go now (:meth:`path`), and the move of
     the staged first files into place (:meth:`promote`).  ``resume`` writes in place (the rows
@@ -102,12 +114,18 @@ class RunFolder:
             except OSError as err:
                 raise ValueError(f"--out {self.out}: cannot write the lock file {self.lock_path} "
                                  f"({err.strerror or err}); choose a writable --out") from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(me))
-            self.locked = True
-            self._clear_dead_staging()
-            if self.staging is not None:
-                self.staging.mkdir(exist_ok=True)
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(json.dumps(me))
+                self.locked = True
+                self._clear_dead_staging()
+                if self.staging is not None:
+                    self.staging.mkdir(exist_ok=True)
+            except OSError as err:
+                self.release()
+                self.lock_path.unlink(missing_ok=True)
+                raise ValueError(f"--out {self.out}: cannot write there ({err.strerror or err}); free some space or "
+                                 f"choose a writable --out") from None
             return
         raise FolderBusy(f"--out {self.out}: could not take the lock {self.lock_path}")
 

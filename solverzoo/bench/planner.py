@@ -25,7 +25,8 @@ from ..preconditioners.build import FilterSpec
 from ..sampling import build_solver
 from ..solvers import SOLVERS, Solver, list_solvers
 from .distributed import world_info
-from .report import load_results
+from .outdir import check_free
+from .report import load_previews, load_results
 from .schema import SCHEMA_VERSION, BenchConfig
 from .validate import build_model, check_device, check_nfes, check_out_path, check_seed, check_solver_run
 
@@ -143,6 +144,7 @@ def _previous(out: Path, record: dict) -> dict | None:
         diff = sorted(k for k in set(record) | set(old) if old.get(k) != record.get(k))
         raise ValueError(f"{path} was made with a different configuration (differs in: {', '.join(diff)}); "
                          f"resume with the same options, or use --overwrite")
+    load_previews(out)  # a truncated previews.npz is named now, not after the work
     return previous
 
 
@@ -171,6 +173,8 @@ def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = F
     device = check_device(config.device)
     if out is not None:
         out = check_out_path(out)
+        if world_info()[0] == 0:
+            check_free(out)
         if not resume and not overwrite and world_info()[0] == 0 and (out / "results.json").exists():
             raise ValueError(f"{out} already holds results.json; pass --overwrite or --resume, or choose another "
                              f"--out")

@@ -101,9 +101,10 @@ def _label_accuracy(p: Plan, x: torch.Tensor, start: int) -> float | None:
 
 
 def run_plan(p: Plan, on_progress: Callable[[int], None] | None = None, on_row: Callable[[Row], None] | None = None,
-             command: str | None = None) -> dict:
+             command: str | None = None, finish: Callable[[dict], object] | None = None) -> dict:
     """Run every cell of ``p`` not already in its folder's results; returns the results dict (also
-    written to ``p.out/results.json`` by rank 0 when the plan has a folder)."""
+    written to ``p.out/results.json`` by rank 0 when the plan has a folder).  ``finish(results)`` runs
+    while the run still holds its folder (tables, plots)."""
     results = results_header(p, command)
     rank, _ = world_info()
     folder = RunFolder(p.out, resume=p.previous is not None) if p.out is not None and rank == 0 else None
@@ -112,9 +113,15 @@ def run_plan(p: Plan, on_progress: Callable[[int], None] | None = None, on_row: 
         results["rows"], results["created"] = p.previous["rows"], p.previous.get("created")
         previews = load_previews(p.out)
     if folder is None:
-        return _sweep(p, results, previews, None, on_progress, on_row)
+        results = _sweep(p, results, previews, None, on_progress, on_row)
+        if finish is not None and rank == 0:
+            finish(results)
+        return results
     with folder:
-        return _sweep(p, results, previews, folder, on_progress, on_row)
+        results = _sweep(p, results, previews, folder, on_progress, on_row)
+        if finish is not None:
+            finish(results)
+        return results
 
 
 def _sweep(p: Plan, results: dict, previews: dict, folder: RunFolder | None, on_progress, on_row) -> dict:

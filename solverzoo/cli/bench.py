@@ -116,14 +116,14 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
             if rank == 0:
                 progress.console.print(row_line(row, repeats))
 
+        written: list = []
         try:
             results = run_plan(p, on_progress=lambda k: progress.advance(task, k), on_row=on_row,
-                               command=command_line())
+                               command=command_line(), finish=lambda res: written.extend(write_outputs(res, out)))
         except FolderBusy as err:
             fail(str(err))
     bad = [r for r in results["rows"] if r["status"] != "ok"]
     if rank == 0:
-        written = write_outputs(results, out)
         print_table(results)
         for r in bad:
             err_console.print(f"[red]{r['solver']} @ {r['nfe_requested']}: {r['status']}: "
