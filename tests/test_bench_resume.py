@@ -87,7 +87,7 @@ def test_repeats_use_disjoint_seed_ranges(tmp_path):
                                        "--nfe", "9", "--num-samples", "10", "--repeats", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
-    fds = [r["fd"] for r in saved["rows"]]
+    fds = [r["metrics"]["fd"] for r in saved["rows"]]
     assert [r["repeat"] for r in saved["rows"]] == [0, 1, 2]
     assert len(set(fds)) == 3 and len(set(saved["fd_oracle_floors"])) == 3
     assert saved["oracle_floors"] == [0.0, 0.0, 0.0]  # mmd_whitened is unbiased at every N
@@ -97,7 +97,7 @@ def test_repeats_use_disjoint_seed_ranges(tmp_path):
                                        "--nfe", "9", "--num-samples", "10", "--seed", "0", "--out",
                                        str(tmp_path / "one")])
     assert single.exit_code == 0
-    first = json.loads((tmp_path / "one" / "results.json").read_text())["rows"][0]["fd"]
+    first = json.loads((tmp_path / "one" / "results.json").read_text())["rows"][0]["metrics"]["fd"]
     assert first == fds[0]
 
 
@@ -109,7 +109,7 @@ def test_divergence_is_a_row_not_a_crash(tmp_path):
                                        "--out", str(out)])
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["solver"], r["status"]) for r in rows] == [("pc", "nonfinite"), ("euler", "ok")]
-    assert rows[0]["message"] == "8 of 8 samples are not finite" and rows[0]["fd"] is None
+    assert rows[0]["message"] == "8 of 8 samples are not finite" and rows[0]["metrics"] == {}
     assert rows[0]["value"] is None and rows[1]["value"] is not None
     assert result.exit_code == 1
     assert (out / "nfe_vs_fd.png").exists() and (out / "nfe_vs_mmd_whitened.png").exists()

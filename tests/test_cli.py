@@ -37,17 +37,17 @@ def test_bench_writes_results_csv_and_plot(runner, tmp_path):
     rows = results["rows"]
     assert [(r["solver"], r["nfe_requested"]) for r in rows] == [
         ("heun", 4), ("heun", 8), ("seeds2", 4), ("seeds2", 8), ("pc", 4), ("pc", 8)]
-    assert all(r["status"] == "ok" and r["fd"] >= 0 and r["uncertainty"] > 0 for r in rows)
+    assert all(r["status"] == "ok" and r["metrics"]["fd"] >= 0 and r["uncertainty"] > 0 for r in rows)
     heun = {r["nfe_requested"]: r["nfe"] for r in rows if r["solver"] == "heun"}
     assert heun == {4: 3, 8: 7}  # 2N - 1 counted calls
-    assert results["schema_version"] == 2
+    assert results["schema_version"] == 3
     assert results["metric"] == "mmd_whitened" and results["oracle_floor"] == 0.0
     assert all(r["excess"] == r["value"] for r in rows)  # unbiased: floor 0, excess = value
     assert results["fd_metric"] == "fd_pixels" and results["fd_oracle_floor"] > 0
-    assert all(r["fd_excess"] == pytest.approx(r["fd"] - results["fd_oracle_floor"]) for r in rows)
+    assert all(r["metrics"]["fd_excess"] == pytest.approx(r["metrics"]["fd"] - results["fd_oracle_floor"]) for r in rows)
     # pathwise error for the ODE solver only (heun), against the reference solve
-    assert all((r["path_rms"] is not None) == (r["solver"] == "heun") for r in rows)
-    path = {r["nfe_requested"]: r["path_rms"] for r in rows if r["solver"] == "heun"}
+    assert all(("path_rms" in r["metrics"]) == (r["solver"] == "heun") for r in rows)
+    path = {r["nfe_requested"]: r["metrics"]["path_rms"] for r in rows if r["solver"] == "heun"}
     assert 0 < path[8] < path[4]
     csv_lines = (out / "results.csv").read_text().strip().splitlines()
     assert len(csv_lines) == 1 + len(rows)
@@ -71,7 +71,7 @@ def test_bench_is_deterministic_across_batch_sizes(runner, tmp_path):
         r = runner.invoke(main, ["bench", *TINY, "--solvers", "heun,seeds1", "--nfe", "6", "--num-samples", "20",
                                  "--batch-size", bs, "--out", str(out)])
         assert r.exit_code == 0, r.output
-        fds.append([(row["value"], row["fd"]) for row in json.loads((out / "results.json").read_text())["rows"]])
+        fds.append([(row["value"], row["metrics"]["fd"]) for row in json.loads((out / "results.json").read_text())["rows"]])
     assert fds[0] == fds[1]
 
 

@@ -17,8 +17,8 @@ from solverzoo.bench.runner import BenchConfig, run_bench, shard
 
 CONFIG = dict(model="gmm-image", model_options={"resolution": 8, "channels": 1}, solvers=["euler", "seeds1", "pc"],
               nfe=[4], num_samples=24, batch_size=4, seed=3)
-ROW_KEYS = ("solver", "nfe_requested", "repeat", "nfe", "steps", "metric", "fd", "fd_excess", "oracle_floor",
-            "status", "spectral_error", "hf_ratio")
+ROW_KEYS = ("solver", "nfe_requested", "repeat", "nfe", "steps", "metric", "value", "excess", "oracle_floor",
+            "status", "metrics")
 
 WORKER = textwrap.dedent('''
     import json, sys

@@ -210,7 +210,7 @@ def test_bench_on_a_learned_model_uses_data_statistics(tmp_path, tiny_checkpoint
     assert results["oracle_floor"] > 0
     assert {(r["solver"], r["nfe"]) for r in results["rows"]} == {("euler", 3), ("euler", 5), ("heun", 3),
                                                                   ("heun", 5)}
-    assert all(r["status"] == "ok" and r["fd_excess"] == pytest.approx(r["fd"] - results["oracle_floor"])
+    assert all(r["status"] == "ok" and r["excess"] == pytest.approx(r["value"] - results["oracle_floor"])
                for r in results["rows"])
     # pixels against the same data works too, and says so
     out2 = tmp_path / "bench2"
@@ -348,7 +348,7 @@ def test_fid_inception_end_to_end_on_digits_unet(tmp_path, no_downloads):
     results = json.loads((out / "results.json").read_text())
     assert results["metric"] == "fid_inception"
     row = results["rows"][0]
-    assert row["status"] == "ok" and row["nfe"] == 10 and row["fd"] is not None and row["fd"] > 0
+    assert row["status"] == "ok" and row["nfe"] == 10 and row["value"] is not None and row["value"] > 0
 
 
 # ----------------------------------------------------------------------------- patches-unet

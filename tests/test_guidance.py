@@ -178,9 +178,9 @@ def test_bench_reports_pathwise_error_to_a_guided_reference(tmp_path):
     assert res["conditioning"]["guidance"] == 5.0 and res["conditioning"]["network_passes_per_nfe"] == 2
     assert res["config"]["guidance"] == 5.0
     rows = {(r["solver"], r["nfe_requested"]): r for r in res["rows"]}
-    assert rows[("heun", PATH_REFERENCE_NFE)]["path_rms"] < 1e-6
-    assert rows[("heun", 10)]["path_rms"] > 1e-3 and rows[("dpmpp_2m", 10)]["path_rms"] > 1e-4
-    assert all(r["label_accuracy"] is None for r in res["rows"])  # not digits
+    assert rows[("heun", PATH_REFERENCE_NFE)]["metrics"]["path_rms"] < 1e-6
+    assert rows[("heun", 10)]["metrics"]["path_rms"] > 1e-3 and rows[("dpmpp_2m", 10)]["metrics"]["path_rms"] > 1e-4
+    assert all("label_accuracy" not in r["metrics"] for r in res["rows"])  # not digits
 
 
 # ----------------------------------------------------------------------------- classifier accuracy

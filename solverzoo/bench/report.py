@@ -11,25 +11,24 @@ from pathlib import Path
 from ..io import atomic_write, atomic_write_text, image_grid
 
 __all__ = ["load_results", "load_previews", "write_csv", "plot_metrics", "plot_samples", "table_rows", "write_outputs",
-           "PLOTTED", "SIGNIFICANCE", "READABLE_SCHEMAS"]
+           "SIGNIFICANCE", "READABLE_SCHEMAS"]
 
+#: The CSV's columns before the metrics (one column per declared metric follows).
 CSV_FIELDS = ("solver", "nfe_requested", "repeat", "nfe", "steps", "metric", "value", "uncertainty", "excess",
-              "oracle_floor", "verdict", "fd", "fd_excess", "spectral_error", "hf_ratio", "path_rms", "label_accuracy",
-              "seconds", "status", "message")
+              "oracle_floor", "verdict")
+CSV_TAIL = ("seconds", "status", "message")
 
 #: A solver is "not significantly worse" than a column's best when value - best <= SIGNIFICANCE * sqrt(u^2 + u_best^2).
 SIGNIFICANCE = 2.0
 
-#: Metrics drawn, one picture each: (row field, file stem, axis label or None for the primary metric's name).
-PLOTTED = (("excess", None, None), ("fd_excess", "fd", "fd excess over its oracle floor"),
-           ("spectral_error", "spectral_error", "spectral error"), ("path_rms", "path_rms", "path RMS vs reference"))
+#: Row fields of schemas 1 and 2 that are metrics (schema 3 keeps them in the row's ``metrics``).
+LEGACY_METRICS = ("fd", "fd_excess", "spectral_error", "hf_ratio", "path_rms", "label_accuracy")
 
 
 #: The results.json schemas this version reads (see solverzoo.bench.schema.SCHEMA).
-READABLE_SCHEMAS = (1, 2)
+READABLE_SCHEMAS = (1, 2, 3)
 #: Row fields that hold numbers (non-finite values are written as the strings "nan", "inf", "-inf").
-NUMERIC_FIELDS = ("value", "uncertainty", "excess", "oracle_floor", "fd", "fd_excess", "spectral_error", "hf_ratio",
-                  "path_rms", "label_accuracy", "seconds")
+NUMERIC_FIELDS = ("value", "uncertainty", "excess", "oracle_floor", "seconds", *LEGACY_METRICS)
 
 
 def _number(value):
@@ -54,6 +53,14 @@ def _check_row(path: Path, k: int, row) -> dict:
             row[key] = _number(row[key])
             if row[key] is not None and (isinstance(row[key], bool) or not isinstance(row[key], (int, float))):
                 raise ValueError(f"{where}: {key}={row[key]!r} is not a number")
+    metrics = row.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{where}: metrics={metrics!r} is not an object")
+    for key, value in list(metrics.items()):
+        value = metrics[key] = _number(value)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{where}: metrics.{key}={value!r} is not a number")
+    row["metrics"] = {**{k: row.pop(k) for k in LEGACY_METRICS if k in row}, **metrics}  # schemas 1-2: fields
     row.setdefault("repeat", 0)
     row.setdefault("message", "")
     return row
@@ -91,12 +98,21 @@ def load_results(path: str | Path) -> dict:
     if version not in READABLE_SCHEMAS:
         raise ValueError(f"{path}: results schema {version!r}, this version of solverzoo reads schemas "
                          f"{', '.join(map(str, READABLE_SCHEMAS))}; use the solverzoo version that wrote it")
-    results["rows"] = [_check_row(path, k, row) for k, row in enumerate(results["rows"])]
     if "schema_version" not in results:
         for row in results["rows"]:
-            row.setdefault("value", row.get("fd"))
-            row.setdefault("excess", row.get("fd_excess"))
-            row.setdefault("uncertainty", None)
+            if isinstance(row, dict):
+                row.setdefault("value", row.get("fd"))
+                row.setdefault("excess", row.get("fd_excess"))
+                row.setdefault("uncertainty", None)
+    results["rows"] = [_check_row(path, k, row) for k, row in enumerate(results["rows"])]
+    if not isinstance(results.get("metrics"), dict):  # schemas 1-2: the metrics the rows hold
+        from ..metrics.catalog import describe_metrics
+
+        names = [k for row in results["rows"] for k, v in row["metrics"].items() if v is not None]
+        if results.get("fd_metric") in (None, results.get("metric")):
+            names = [n for n in names if n not in ("fd", "fd_excess")]
+        results["metrics"] = describe_metrics(names)
+    if "schema_version" not in results:
         results.setdefault("fd_metric", results.get("metric"))
         results.setdefault("fd_oracle_floor", results.get("oracle_floor"))
     results.setdefault("metric", results["rows"][0].get("metric", "value") if results["rows"] else "value")
@@ -129,14 +145,17 @@ def load_previews(out: Path) -> dict:
 
 
 def write_csv(results: dict, path: Path) -> None:
+    """results.csv: one line per row; the declared metrics as columns."""
     _, by_solver = table_rows(results)
     verdicts = {(s, n): c.get("verdict", "") for s, cells in by_solver.items() for n, c in cells.items()}
+    names = list(results.get("metrics", {}))
+    fields = [*CSV_FIELDS, *names, *CSV_TAIL]
     text = StringIO()
-    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\r\n")
+    writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore", lineterminator="\r\n")
     writer.writeheader()
     for row in results["rows"]:
-        writer.writerow({k: row.get(k) for k in CSV_FIELDS} | {"verdict": verdicts.get(
-            (row["solver"], row["nfe_requested"]), "")})
+        writer.writerow({k: row.get(k) for k in fields} | {k: row["metrics"].get(k) for k in names}
+                        | {"verdict": verdicts.get((row["solver"], row["nfe_requested"]), "")})
     atomic_write_text(path, text.getvalue())
 
 
@@ -166,7 +185,7 @@ def table_rows(results: dict) -> tuple[list[int], dict[str, dict[int, dict]]]:
             if bad or any(r.get("value") is None for r in rows):
                 first = bad[0] if bad else rows[0]
                 cell.update(status=first["status"], message=first.get("message", ""), value=None, uncertainty=None,
-                            spread=None)
+                            spread=None, metrics={})
             else:
                 vals = [r["value"] for r in rows]
                 mean = _mean(vals)
@@ -179,9 +198,9 @@ def table_rows(results: dict) -> tuple[list[int], dict[str, dict[int, dict]]]:
                 cell.update(value=mean, uncertainty=unc, spread=spread)
                 floor = cell.get("oracle_floor")
                 cell["excess"] = None if floor is None else mean - _mean([r["oracle_floor"] for r in rows])
-                for key in ("fd", "fd_excess", "spectral_error", "hf_ratio", "path_rms", "label_accuracy"):
-                    got = [r.get(key) for r in rows]
-                    cell[key] = _mean(got) if all(g is not None for g in got) else None
+                names = dict.fromkeys(k for r in rows for k in r.get("metrics", {}))
+                got = {k: [r.get("metrics", {}).get(k) for r in rows] for k in names}
+                cell["metrics"] = {k: _mean(v) if all(g is not None for g in v) else None for k, v in got.items()}
             by_solver.setdefault(solver, {})[nfe] = cell
     for nfe in nfes:  # the verdict per NFE column
         cells = [c[nfe] for c in by_solver.values() if nfe in c and c[nfe]["value"] is not None]
@@ -217,6 +236,10 @@ def _family_styles(solvers: list[str]) -> dict[str, tuple]:
     return styles
 
 
+def _cell_value(cell: dict, key: str):
+    return cell.get(key) if key == "excess" else cell.get("metrics", {}).get(key)
+
+
 def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
     import matplotlib
 
@@ -226,8 +249,8 @@ def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
     nfes, by_solver = table_rows(results)
     series = {}
     for solver, cells in by_solver.items():
-        pts = sorted((c["nfe"], c[key], c.get("uncertainty") if key == "excess" else None, n)
-                     for n, c in cells.items() if c["status"] == "ok" and c.get(key) is not None)
+        pts = sorted((c["nfe"], _cell_value(c, key), c.get("uncertainty") if key == "excess" else None, n)
+                     for n, c in cells.items() if c["status"] == "ok" and _cell_value(c, key) is not None)
         if pts:
             series[solver] = pts
     if not series:
@@ -281,18 +304,21 @@ def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
 
 
 def plot_metrics(results: dict, out: Path) -> list[Path]:
-    """One picture per metric: ``nfe_vs_<primary metric>.png`` (excess over the oracle floor),
-    ``nfe_vs_fd.png``, ``nfe_vs_spectral_error.png``, ``nfe_vs_path_rms.png`` when the rows have them."""
+    """One picture per metric: ``nfe_vs_<primary metric>.png`` (excess over the oracle floor), then one
+    for each declared metric that has a picture (``plot`` in its declaration: ``nfe_vs_fd.png``,
+    ``nfe_vs_spectral_error.png``, ``nfe_vs_path_rms.png``) when the rows have it."""
     metric = results.get("metric", "value")
+    plots = [("excess", metric, f"{metric} excess over its oracle floor")]
+    for name, info in results.get("metrics", {}).items():
+        if isinstance(info, dict) and info.get("plot"):
+            label = info.get("title", name).split(" (")[0]
+            if name == "fd_excess":
+                label = f"{results.get('fd_metric', 'fd')} excess over its oracle floor"
+            plots.append((name, info["plot"], label))
     written = []
-    for key, stem, label in PLOTTED:
-        if key == "excess" and metric == results.get("fd_metric"):
-            continue  # the FD is the primary metric: drawn once, as nfe_vs_fd.png
-        label = label or f"{metric} excess over its oracle floor"
-        if key == "fd_excess":
-            label = f"{results.get('fd_metric', 'fd')} excess over its oracle floor"
-        path = out / f"nfe_vs_{stem or metric}.png"
-        if _plot_one(results, key, label, path):
+    for key, stem, label in plots:
+        path = out / f"nfe_vs_{stem}.png"
+        if path not in written and _plot_one(results, key, label, path):
             written.append(path)
     return written
 

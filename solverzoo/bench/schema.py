@@ -14,8 +14,8 @@ __all__ = ["BenchConfig", "Row", "DEFAULT_NFE", "SCHEMA_VERSION", "SCHEMA", "jso
 
 DEFAULT_NFE = (10, 20, 50)
 
-#: Version of the results.json layout (:data:`SCHEMA`); 1 = files without the field.
-SCHEMA_VERSION = 2
+#: Version of the results.json layout (:data:`SCHEMA`); 1 = files without the field, 2 = metrics as row fields.
+SCHEMA_VERSION = 3
 
 #: The pathwise reference: the converged ODE map of each initial noise, by EDM's 2nd-order Heun
 #: (deterministic, so its error against the exact flow shrinks as NFE^-2) on its default Karras
@@ -28,9 +28,9 @@ PATH_REFERENCE_SAMPLES = 100
 #: Samples of each cell kept for samples.png.
 PREVIEW_SAMPLES = 2
 
-#: results.json, schema 2: field -> meaning.  Top level, then one entry per row ("rows.*").
+#: results.json, schema 3: field -> meaning.  Top level, then one entry per row ("rows.*").
 SCHEMA = {
-    "schema_version": "2",
+    "schema_version": "3",
     "solverzoo": "package version that wrote the file",
     "command": "the command line",
     "created": "start time (ISO 8601)",
@@ -47,6 +47,7 @@ SCHEMA = {
     "fd_oracle_floors": "the same per repeat",
     "spectral_floor": "spectral_error and hf_ratio of N exact samples (image analytic models)",
     "path_reference": "solver, nfe and num_samples of the pathwise reference solve",
+    "noise": "the per-sample noise source (cpu generators or philox; solverzoo.noise), shared by the reference solve",
     "distributed": "world size and backend under torchrun (absent otherwise)",
     "rows.solver": "solver name", "rows.nfe_requested": "NFE budget asked for",
     "rows.repeat": "seed range r: samples [r N, (r + 1) N)",
@@ -54,12 +55,10 @@ SCHEMA = {
     "rows.metric": "primary metric name", "rows.value": "primary metric value",
     "rows.uncertainty": "its standard deviation (mmd: first-order std of the U-statistic; fd: bootstrap)",
     "rows.excess": "value - oracle_floor", "rows.oracle_floor": "the primary metric's floor",
-    "rows.fd": "Frechet distance (fd_metric)", "rows.fd_excess": "fd - fd_oracle_floor",
-    "rows.spectral_error": "mean |log| ratio of radial power to the exact one, 16 bands",
-    "rows.hf_ratio": "power above 0.25 cycles/pixel relative to the exact one (1 = exact, < 1 over-smooth)",
-    "rows.path_rms": "ODE solvers: RMS per coordinate of sample - reference solve from the same noise",
-    "rows.label_accuracy": "digits under --labels/--guidance: fraction of samples the shipped digits classifier "
-                           "assigns to their requested label",
+    "metrics": "every metric the rows carry besides the primary one: name -> declaration (title, lower_is_better, "
+               "plot, floor, digits; solverzoo.metrics.catalog)",
+    "rows.metrics": "{name: value} of those metrics (fd, fd_excess, spectral_error, hf_ratio, path_rms, path_median, "
+                    "path_p90, mode_switch, label_accuracy, as they apply)",
     "conditioning": "labels, guidance weight and NFE counting under guidance (absent without labels)",
     "rows.seconds": "wall time of the cell", "rows.status": "ok, nonfinite or error",
     "rows.message": "why a cell failed", "rows.options": "every option the solver ran with (Solver.options())",
@@ -106,12 +105,7 @@ class Row:
     status: str  # "ok", "nonfinite", "error"
     message: str = ""
     options: dict = field(default_factory=dict)
-    fd: float | None = None  # Frechet distance (results["fd_metric"]); the primary metric for learned models
-    fd_excess: float | None = None  # fd - results["fd_oracle_floor"]
-    spectral_error: float | None = None  # image models: mean |log| radial power ratio (metrics.spectrum)
-    hf_ratio: float | None = None  # generated / exact power above 0.25 cycles/pixel
-    path_rms: float | None = None  # ODE solvers: RMS per coordinate of sample - reference solve, same noise
-    label_accuracy: float | None = None  # digits with labels/guidance: shipped classifier's accuracy on the labels
+    metrics: dict = field(default_factory=dict)  # {name: value}, declared in results["metrics"]
 
 
 def json_safe(value):

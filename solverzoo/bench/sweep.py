@@ -21,6 +21,8 @@ import torch
 
 from .. import __version__
 from ..io import save_npz
+from ..metrics.catalog import describe_metrics
+from ..metrics.pathwise import components, path_errors
 from ..models.guidance import condition, label_accuracy
 from ..sampling import build_filters, sample
 from .distributed import dist_backend, sample_sharded, world_info
@@ -66,10 +68,12 @@ def results_header(p: Plan, command: str | None) -> dict:
         "fd_oracle_floor": sum(fd_floors) / len(fd_floors) if fd_floors else (sum(known) / len(known) if known
                                                                                else None),
         "spectral_floor": scorers[0].spectral_floor,
+        "metrics": describe_metrics(declared_metrics(p)),
         "path_reference": {"solver": PATH_REFERENCE_SOLVER, "nfe": PATH_REFERENCE_NFE, "num_samples": path_num,
                            "note": "path_rms = sqrt(mean over the first num_samples samples and coordinates of "
-                                   "(x - x_ref)^2), x_ref from the same initial noise and noise source; ODE "
-                                   "solvers only"},
+                                   "(x - x_ref)^2), x_ref from the same initial noise and noise source; "
+                                   "path_median / path_p90: of the per-sample RMS error; mode_switch: fraction "
+                                   "ending in another mixture component than x_ref; ODE solvers only"},
         "rows": [],
     }
     if p.conditioning is not None:
@@ -78,6 +82,20 @@ def results_header(p: Plan, command: str | None) -> dict:
     if world > 1:
         results["distributed"] = {"world_size": world, "backend": dist_backend()}
     return results
+
+
+def declared_metrics(p: Plan) -> list[str]:
+    """The metrics the rows of ``p`` carry besides the primary one: the scorer's, the pathwise ones when
+    an ODE solver runs, label accuracy on labelled digits."""
+    names = list(p.scorers[0].declared())
+    if any(s.ode for s in p.solvers):
+        names += ["path_rms", "path_median", "path_p90"]
+        if hasattr(p.model, "responsibilities") or hasattr(p.model, "_posterior"):
+            names.append("mode_switch")
+    c = p.config
+    if (c.guidance is not None or c.labels is not None) and getattr(p.model, "data", None) == "digits":
+        names.append("label_accuracy")
+    return names
 
 
 def pathwise_reference(p: Plan, num: int) -> torch.Tensor:
@@ -140,7 +158,8 @@ def _sweep(p: Plan, results: dict, previews: dict, folder: RunFolder | None, on_
                         on_progress(n)
                     continue
                 if sp.ode and r == 0 and path_ref is None:
-                    path_ref = pathwise_reference(p, path_num)  # once per sweep
+                    ref = pathwise_reference(p, path_num)  # once per sweep
+                    path_ref = (ref, components(p.model, ref))
                 row, x = _run_cell(p, sp, nfe, r, filters, folder, on_progress, path_ref if sp.ode and r == 0 else None)
                 results["rows"].append(asdict(row))
                 if x is not None and r == 0 and p.model.is_image:
@@ -193,18 +212,14 @@ def _run_cell(p: Plan, sp: SolverPlan, nfe: int, repeat: int, filters: list, fol
             return Row(**cell, **empty, seconds=time.perf_counter() - start, status="nonfinite",
                        message=f"{bad} of {len(x)} samples are not finite"), None
         scores = scorer.score(x)
-        sec = scores["secondaries"]
-        fd = sec.get(scorer.fd_metric) if scorer.fd_metric else scores["value"]
-        fd_floor = scorer.fd_floor if scorer.fd_metric else scorer.oracle_floor
-        path_rms = None
+        metrics = dict(scores["metrics"])
         if path_ref is not None:
-            diff = x[: len(path_ref)].to(torch.float64).cpu() - path_ref
-            path_rms = float(diff.pow(2).mean().sqrt())
+            metrics.update(path_errors(x, path_ref[0], p.model, path_ref[1]))
+        label_acc = _label_accuracy(p, x, repeat * n)
+        if label_acc is not None:
+            metrics["label_accuracy"] = label_acc
         return Row(**cell, value=scores["value"], uncertainty=scores["uncertainty"], excess=scores["excess"],
-                   fd=fd, fd_excess=None if fd_floor is None or fd is None else fd - fd_floor,
-                   spectral_error=sec.get("spectral_error"), hf_ratio=sec.get("hf_ratio"), path_rms=path_rms,
-                   label_accuracy=_label_accuracy(p, x, repeat * n),
-                   seconds=time.perf_counter() - start, status="ok"), x
+                   metrics=metrics, seconds=time.perf_counter() - start, status="ok"), x
     except Exception as err:  # a failing cell is a row, not a crash
         if on_progress is not None and done < n:
             on_progress(n - done)

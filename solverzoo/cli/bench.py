@@ -28,12 +28,9 @@ from .distributed import agree, init_distributed
 
 
 def row_line(row, repeats: int) -> str:
-    """One finished cell, as the progress log prints it."""
+    """One finished cell, as the progress log prints it (the primary metric, then every other metric)."""
     value = "—" if row.value is None else f"{row.value:.3g} ± {row.uncertainty:.2g}"
-    extra = "" if row.fd is None or row.fd == row.value else f"  fd {row.fd:.1f}"
-    extra += "" if row.spectral_error is None else f"  spectral {row.spectral_error:.3f} hf {row.hf_ratio:.2f}"
-    extra += "" if row.path_rms is None else f"  path {row.path_rms:.3g}"
-    extra += "" if row.label_accuracy is None else f"  label accuracy {row.label_accuracy:.3f}"
+    extra = "".join(f"  {k} {v:.3g}" for k, v in row.metrics.items() if v is not None)
     rep = f" #{row.repeat}" if repeats > 1 else ""
     return (f"  {row.solver:>16} NFE {row.nfe_requested:>4}{rep} ({row.nfe} counted): {row.metric} {value}{extra}  "
             f"[{row.status}] {row.seconds:.1f}s")

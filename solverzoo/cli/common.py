@@ -135,7 +135,8 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 def print_table(results: dict) -> None:
-    """The primary-metric table (verdict marks), then FD, spectral error and path error (when present)."""
+    """The primary-metric table (verdict marks), then one table per declared metric the cells have
+    (``results["metrics"]``), then the cells that failed and why."""
     from ..bench.report import SIGNIFICANCE, table_rows
 
     nfes, by_solver = table_rows(results)
@@ -144,22 +145,20 @@ def print_table(results: dict) -> None:
     tables = {"value": Table(title=f"{metric} (lower is better; oracle floor {fmt(floor)}). Cells: value ± std "
                                    f"[counted NFE]; * best in the column, = not significantly worse "
                                    f"(within {SIGNIFICANCE:g} std)")}
-    fd_metric = results.get("fd_metric")
-    if fd_metric and fd_metric != metric and any(c.get("fd") is not None for cs in by_solver.values()
-                                                for c in cs.values()):
-        tables["fd"] = Table(title=f"{fd_metric} (secondary: biased at N < d; oracle floor "
-                                   f"{fmt(results.get('fd_oracle_floor'), 4)}). Cells: fd")
-    spectral = results.get("spectral_floor")
-    if spectral:
-        tables["spectral_error"] = Table(title=f"spectral_error (0 = the exact radial power spectrum; oracle floor "
-                                               f"{spectral['spectral_error']:.3f}). Cells: error (hf_ratio)")
-    if any(c.get("path_rms") is not None for cs in by_solver.values() for c in cs.values()):
-        ref = results.get("path_reference", {})
-        tables["path_rms"] = Table(title=f"path_rms (ODE solvers: RMS distance to {ref.get('solver')} at NFE "
-                                         f"{ref.get('nfe')} from the same noise, {ref.get('num_samples')} samples)")
-    if any(c.get("label_accuracy") is not None for cs in by_solver.values() for c in cs.values()):
-        tables["label_accuracy"] = Table(title="label_accuracy (the shipped digits classifier on each sample's "
-                                               "requested label; 1 = all)")
+    for name, info in results.get("metrics", {}).items():  # one table per declared metric the cells have
+        if not any(c.get("metrics", {}).get(name) is not None for cs in by_solver.values() for c in cs.values()):
+            continue
+        title = info.get("title", name) if isinstance(info, dict) else name
+        if name == "fd":
+            title = f"{results.get('fd_metric', 'fd')}: {title}"
+        floor = results.get(info.get("floor")) if isinstance(info, dict) and info.get("floor") else None
+        floor = floor.get(name) if isinstance(floor, dict) else floor
+        if isinstance(floor, (int, float)):
+            title += f"; oracle floor {fmt(floor, 4)}"
+        if name.startswith("path_"):
+            ref = results.get("path_reference", {})
+            title += f" [reference {ref.get('solver')} at NFE {ref.get('nfe')}, {ref.get('num_samples')} samples]"
+        tables[name] = Table(title=title)
     for t in tables.values():
         t.add_column("solver")
         for n in nfes:
@@ -177,11 +176,10 @@ def print_table(results: dict) -> None:
                     mark = {"best": " [bold green]*", "tie": " [green]="}.get(r["verdict"], "  ")
                     unc = "" if r["uncertainty"] is None else f" ± {r['uncertainty']:.2g}"
                     rows[key].append(f"{r['value']:.3g}{unc} [{r['nfe']}]{mark}")
-                elif key == "spectral_error":
-                    spec = r.get("spectral_error")
-                    rows[key].append("" if spec is None else f"{spec:.3f} ({r['hf_ratio']:.2f})")
                 else:
-                    rows[key].append(fmt(r.get(key), 4))
+                    info = results["metrics"].get(key)
+                    digits = info.get("digits", 4) if isinstance(info, dict) else 4
+                    rows[key].append(fmt(r.get("metrics", {}).get(key), digits))
         for key, t in tables.items():
             t.add_row(*rows[key])
     for t in tables.values():

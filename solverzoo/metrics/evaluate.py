@@ -108,9 +108,21 @@ class Scorer:
             value = fd
             uncertainty = _bootstrap_std(self._fd_reference, self._fd_feature(x.to(_F64)), self.seed)
         floor = self.oracle_floor
+        fd_value = fd if self.fd_metric else value
+        fd_floor = self.fd_floor if self.fd_metric else floor
+        metrics = {"fd": fd_value, "fd_excess": None if fd_floor is None or fd_value is None else fd_value - fd_floor}
+        if self._spectrum is not None:
+            metrics.update({k: secondaries[k] for k in ("spectral_error", "hf_ratio")})
+        metrics = {k: v for k, v in metrics.items() if k in self.declared()}
         return {"metric": self.metric, "value": value, "uncertainty": uncertainty, "oracle_floor": floor,
                 "excess": None if floor is None else value - floor, "num_samples": len(x),
-                "secondaries": secondaries}
+                "secondaries": secondaries, "metrics": metrics}
+
+    def declared(self) -> list[str]:
+        """The metrics :meth:`score` returns under "metrics" besides the primary value (names declared in
+        :mod:`solverzoo.metrics.catalog`)."""
+        fd = [] if self.fd_metric in (None, self.metric) else ["fd", "fd_excess"]  # an FD primary is the value
+        return fd + (["spectral_error", "hf_ratio"] if self._spectrum is not None else [])
 
 
 def _bootstrap_std(reference, feats: Tensor, seed: int, rounds: int = BOOTSTRAP_ROUNDS) -> float:
@@ -166,7 +178,8 @@ def evaluate(model, samples, feature: str | None = None, *, reference: str | Non
     """Score ``samples`` (N, *model.shape) on the bench's scale.
 
     Returns ``{"metric", "value", "uncertainty", "oracle_floor", "excess", "num_samples",
-    "secondaries"}``: ``oracle_floor`` is what exact samples score at this N (0 for the
+    "secondaries", "metrics"}`` (``metrics``: the bench row's metrics, declared in
+    :mod:`solverzoo.metrics.catalog`): ``oracle_floor`` is what exact samples score at this N (0 for the
     unbiased ``mmd_whitened``), ``secondaries`` the other metrics (e.g. ``fd_pixels`` and its
     excess, ``spectral_error``, ``hf_ratio``).  ``model`` is a model or a registered name.
     """

@@ -1,0 +1,58 @@
+"""What every metric of a bench row is, declared once: name, title, direction, and how the tables and
+plots show it.  Rows carry ``metrics: {name: value}``; the tables, the CSV, the plots and ``evaluate``
+iterate over the declarations, so a new metric is a :class:`MetricInfo` here and the code that
+computes it in :mod:`solverzoo.metrics`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["MetricInfo", "METRICS", "metric_info", "describe_metrics"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric of a bench row.  ``plot``: the stem of its ``nfe_vs_<plot>.png`` picture (None: no
+    picture); ``floor``: the results.json field holding its oracle floor, if any."""
+
+    name: str
+    title: str
+    lower_is_better: bool = True
+    plot: str | None = None
+    floor: str | None = None
+    digits: int = 4
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+#: Every metric a bench row may carry besides the primary one, in table order.
+METRICS: dict[str, MetricInfo] = {m.name: m for m in (
+    MetricInfo("fd", "Frechet distance (secondary: biased at N < d)", floor="fd_oracle_floor"),
+    MetricInfo("fd_excess", "Frechet distance excess over its oracle floor", plot="fd"),
+    MetricInfo("spectral_error", "spectral_error (mean |log| radial power ratio; 0 = the exact spectrum)",
+               plot="spectral_error", floor="spectral_floor"),
+    MetricInfo("hf_ratio", "hf_ratio (power above 0.25 cycles/pixel vs exact; 1 = exact, < 1 over-smooth)",
+               lower_is_better=False, digits=3),
+    MetricInfo("path_rms", "path_rms (ODE solvers: RMS distance to the reference solve from the same noise)",
+               plot="path_rms"),
+    MetricInfo("path_median", "path_median (median over samples of the per-sample RMS path error)"),
+    MetricInfo("path_p90", "path_p90 (90th percentile of the per-sample RMS path error)"),
+    MetricInfo("mode_switch", "mode_switch (fraction of samples ending in another mixture component than the "
+                              "reference solve)", digits=3),
+    MetricInfo("label_accuracy", "label_accuracy (the shipped digits classifier on each sample's requested "
+                                 "label; 1 = all)", lower_is_better=False, digits=3),
+)}
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The declaration of ``name`` (an undeclared metric is shown under its own name)."""
+    return METRICS.get(name) or MetricInfo(name, name)
+
+
+def describe_metrics(names) -> dict[str, dict]:
+    """{name: declaration} for results.json, in table order."""
+    order = list(METRICS)
+    ranked = sorted(dict.fromkeys(names), key=lambda n: order.index(n) if n in order else len(order))
+    return {n: metric_info(n).as_dict() for n in ranked}
