@@ -102,3 +102,64 @@ def test_corrupt_files_are_named_never_traceback(tmp_path_factory, payload, suff
     assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
     assert result.exit_code == 2, (args, result.output)
     assert "broken" in result.output or target in result.output, (args, result.output)
+
+
+# --------------------------------------------------------------------------- every command, hostile values
+HOSTILE = st.one_of(
+    st.sampled_from(["", " ", "abc", "nan", "inf", "-1", "0", "1e400", "8.5", "[1,2]", "{}", "null", "true",
+                     "[" * 40 + "]" * 40, "9" * 5000, "tpu", "cuda:99", "x" * 300, "é", "@/nonexistent"]),
+    st.text(max_size=10),
+)
+#: (command line, option under test, extra arguments that keep the work tiny when the value is accepted)
+COMMANDS = [
+    (["sample", "--model", "gmm-2d", "--solver", "euler", "--nfe", "4", "--num-samples", "2"], "-m", "key"),
+    (["sample", "--model", "gmm-2d", "--solver", "heun", "--nfe", "4", "--num-samples", "2"], "-o", "key"),
+    (["sample", "--model", "gmm-2d", "--solver", "euler", "--nfe", "4", "--num-samples", "2"], "--device", None),
+    (["sample", "--model", "gmm-2d", "--solver", "euler", "--nfe", "4", "--num-samples", "2"], "--labels", None),
+    (["bench", "--model", "gmm-2d", "--solvers", "euler", "--nfe", "4", "--num-samples", "2"], "--nfe", None),
+    (["bench", "--model", "gmm-2d", "--solvers", "euler", "--nfe", "4", "--num-samples", "2"], "-m", "key"),
+    (["bench", "--model", "gmm-2d", "--solvers", "euler", "--nfe", "4", "--num-samples", "2"], "--feature", None),
+    (["tune-grid", "--model", "gmm-2d", "--solver", "euler", "--nfe", "4", "--num-samples", "2",
+      "--max-evals", "2", "--reference-steps", "4"], "-o", "key"),
+    (["tune-grid", "--model", "gmm-2d", "--solver", "euler", "--nfe", "4", "--num-samples", "2",
+      "--max-evals", "2", "--reference-steps", "4"], "-m", "key"),
+    (["filters", "tdas-estimate", "--model", "gmm-image", "-m", "resolution=8", "--nfe", "4", "--num", "2"],
+     "--reference", None),
+    (["filters", "estimate", "--num", "4"], "--data", None),
+    (["fid-ref", "--feature", "pixels", "--num", "4", "--data", "digits"], "--device", None),
+    (["train", "--iterations", "1", "--batch-size", "2", "--channels", "8"], "--channel-mult", None),
+    (["score", "--model", "gmm-2d"], "-m", "key"),
+    (["report"], None, None),
+]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(command=st.sampled_from(range(len(COMMANDS))), key=st.sampled_from(["resolution", "s_churn", "nonsense",
+                                                                           "order", "seed", "grid", "eta"]),
+       value=HOSTILE)
+def test_every_command_refuses_hostile_values_without_a_traceback(tmp_path_factory, command, key, value):
+    import numpy as np
+
+    base, option, form = COMMANDS[command]
+    folder = tmp_path_factory.mktemp("any")
+    args = list(base)
+    if base[0] == "score":
+        np.savez(folder / "s.npz", samples=np.zeros((4, 2)))
+        args.insert(1, str(folder / "s.npz"))
+    if base[0] == "report":
+        args.append(str(folder / value) if value.strip() and "\x00" not in value else str(folder))
+    elif option is not None:
+        args += [option, f"{key}={value}" if form == "key" else value]
+    if base[0] in ("sample", "bench", "train"):
+        args += ["--out", str(folder / "out")]
+    elif base[0] in ("tune-grid",):
+        args += ["--out", str(folder / "g.json")]
+    elif base[0] in ("filters", "fid-ref"):
+        args += ["--out", str(folder / "f.npz")]
+    result = CliRunner().invoke(main, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
+    assert result.exit_code in (0, 1, 2), (args, result.output)
+    assert "Traceback" not in result.output, (args, result.output)
+    if result.exit_code == 1:  # 1 is a finished bench with a failed row, never an unexpected error
+        assert base[0] == "bench" and "unexpected" not in result.output and "SOLVERZOO_DEBUG" not in result.output, \
+            (args, result.output)
