@@ -22,6 +22,7 @@ import torch
 from .. import __version__
 from ..io import save_npz
 from ..metrics.catalog import describe_metrics
+from ..metrics import pathwise
 from ..metrics.pathwise import components, path_errors
 from ..models.guidance import condition, label_accuracy
 from ..sampling import build_filters, sample
@@ -89,9 +90,7 @@ def declared_metrics(p: Plan) -> list[str]:
     an ODE solver runs, label accuracy on labelled digits."""
     names = list(p.scorers[0].declared())
     if any(s.ode for s in p.solvers):
-        names += ["path_rms", "path_median", "path_p90"]
-        if hasattr(p.model, "responsibilities") or hasattr(p.model, "_posterior"):
-            names.append("mode_switch")
+        names += pathwise.declared(p.model)
     c = p.config
     if (c.guidance is not None or c.labels is not None) and getattr(p.model, "data", None) == "digits":
         names.append("label_accuracy")

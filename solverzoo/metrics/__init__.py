@@ -14,6 +14,7 @@ from .fd import (
     oracle_floor,
     parse_feature,
 )
+from . import pathwise  # noqa: F401  (declares the pathwise metrics in .catalog)
 from .evaluate import Scorer, evaluate, make_scorer
 from .mmd import KernelReference, kernel_reference, mmd2_unbiased, whitening_map
 

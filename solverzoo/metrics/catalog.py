@@ -1,14 +1,14 @@
 """What every metric of a bench row is, declared once: name, title, direction, and how the tables and
 plots show it.  Rows carry ``metrics: {name: value}``; the tables, the CSV, the plots and ``evaluate``
-iterate over the declarations, so a new metric is a :class:`MetricInfo` here and the code that
-computes it in :mod:`solverzoo.metrics`.
+iterate over the declarations, so a new metric is one module of :mod:`solverzoo.metrics`: the code
+that computes it and its :class:`MetricInfo`, given to :func:`declare` (as :mod:`.pathwise` does).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["MetricInfo", "METRICS", "metric_info", "describe_metrics"]
+__all__ = ["MetricInfo", "METRICS", "declare", "metric_info", "describe_metrics"]
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,16 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
                plot="spectral_error", floor="spectral_floor"),
     MetricInfo("hf_ratio", "hf_ratio (power above 0.25 cycles/pixel vs exact; 1 = exact, < 1 over-smooth)",
                lower_is_better=False, digits=3),
-    MetricInfo("path_rms", "path_rms (ODE solvers: RMS distance to the reference solve from the same noise)",
-               plot="path_rms"),
-    MetricInfo("path_median", "path_median (median over samples of the per-sample RMS path error)"),
-    MetricInfo("path_p90", "path_p90 (90th percentile of the per-sample RMS path error)"),
-    MetricInfo("mode_switch", "mode_switch (fraction of samples ending in another mixture component than the "
-                              "reference solve)", digits=3),
     MetricInfo("label_accuracy", "label_accuracy (the shipped digits classifier on each sample's requested "
                                  "label; 1 = all)", lower_is_better=False, digits=3),
 )}
+
+
+def declare(*infos: MetricInfo) -> tuple[MetricInfo, ...]:
+    """Add metric declarations (a module of :mod:`solverzoo.metrics` declares the metrics it computes)."""
+    for info in infos:
+        METRICS[info.name] = info
+    return infos
 
 
 def metric_info(name: str) -> MetricInfo:

@@ -15,7 +15,31 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["path_errors", "components"]
+from .catalog import MetricInfo, declare
+
+__all__ = ["path_errors", "components", "declared", "PATH_METRICS", "MIXTURE_METRICS"]
+
+#: The pathwise metrics of every ODE solver's row.
+PATH_METRICS = declare(
+    MetricInfo("path_rms", "path_rms (ODE solvers: RMS distance to the reference solve from the same noise)",
+               plot="path_rms"),
+    MetricInfo("path_median", "path_median (median over samples of the per-sample RMS path error)"),
+    MetricInfo("path_p90", "path_p90 (90th percentile of the per-sample RMS path error)"),
+)
+#: On mixture models, in addition.
+MIXTURE_METRICS = declare(
+    MetricInfo("mode_switch", "mode_switch (fraction of samples ending in another mixture component than the "
+                              "reference solve)", digits=3),
+)
+
+
+def _is_mixture(model) -> bool:
+    return hasattr(model, "responsibilities") or hasattr(model, "_posterior")
+
+
+def declared(model) -> list[str]:
+    """The names :func:`path_errors` returns for ``model``."""
+    return [m.name for m in PATH_METRICS] + ([m.name for m in MIXTURE_METRICS] if _is_mixture(model) else [])
 
 
 def components(model, x: Tensor) -> Tensor | None:
@@ -31,7 +55,7 @@ def components(model, x: Tensor) -> Tensor | None:
             sig = torch.full((len(batch),), sigma, device=batch.device, dtype=batch.dtype)
             if hasattr(model, "responsibilities"):
                 logits = model.responsibilities(batch, sig)
-            elif hasattr(model, "_posterior"):
+            elif _is_mixture(model):
                 logits = model._posterior(batch, sig)[0]
             else:
                 return None
