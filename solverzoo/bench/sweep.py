@@ -21,8 +21,8 @@ import torch
 
 from .. import __version__
 from ..io import save_npz
-from ..metrics.catalog import describe_metrics
 from ..metrics import pathwise
+from ..metrics.catalog import describe_metrics
 from ..metrics.pathwise import components, path_errors
 from ..models.guidance import condition, label_accuracy
 from ..sampling import build_filters, sample

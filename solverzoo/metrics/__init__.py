@@ -1,6 +1,8 @@
 """Sample-quality metrics: kernel distance in the whitened basis (analytic models), Frechet distance,
 spectral error, and :func:`evaluate`, the bench's scale for any sample set."""
 
+from . import pathwise  # noqa: F401  (declares the pathwise metrics in .catalog)
+from .evaluate import Scorer, evaluate, make_scorer
 from .fd import (
     ExactReference,
     FeatureStats,
@@ -14,8 +16,6 @@ from .fd import (
     oracle_floor,
     parse_feature,
 )
-from . import pathwise  # noqa: F401  (declares the pathwise metrics in .catalog)
-from .evaluate import Scorer, evaluate, make_scorer
 from .mmd import KernelReference, kernel_reference, mmd2_unbiased, whitening_map
 
 __all__ = [
