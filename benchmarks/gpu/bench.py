@@ -2,7 +2,7 @@
 """Solver overhead and noise cost per step against the model call, on one device (CUDA first).
 
 Run through ``benchmarks/gpu/run.sh`` (one command, results in ``$OUT`` or
-``benchmarks/gpu/results/``); see README.md beside this file.
+``benchmarks/gpu/results/<UTC time>/``); see README.md beside this file.
 
 Two measurements:
 
@@ -223,7 +223,8 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (cuda if available)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
+                        help="output folder (default: results/<UTC time>/ beside this file)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--nfe", type=int, default=None, help="NFE budget of every solver run (default 20; quick 6)")
