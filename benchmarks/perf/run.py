@@ -6,11 +6,11 @@ Every number is a RATIO measured within one run (the machines this runs on are s
 times drift by tens of percent between runs, ratios within a run much less).  Repeated runs are
 interleaved and the median ratio is reported.
 
-    python benchmarks/perf/run.py                          # all four targets, results.json updated
+    python benchmarks/perf/run.py                          # all four targets, results/cpu/results.json updated
     python benchmarks/perf/run.py --targets overhead --reps 3 --device cuda
-    python benchmarks/perf/run.py --report                 # print the README table from results.json
+    python benchmarks/perf/run.py --report                 # print the README table from results/cpu/results.json
 
-Targets (keys of results.json):
+Targets (keys of results.json; --device cuda writes results/cuda/results.json):
 
 * ``overhead``: for every registered solver, (total - model) / model where ``model`` is the time
   spent inside model calls (timed inside the model wrapper, synchronised on CUDA) and ``total`` the
@@ -51,7 +51,7 @@ import solverzoo  # noqa: E402
 from solverzoo.models.base import Model  # noqa: E402
 from solverzoo.processes import get_process  # noqa: E402
 
-RESULTS = HERE / "results.json"
+RESULTS = HERE / "results"  # results/<device>/results.json by default
 TARGETS = ("overhead", "gmm", "fd", "kdiff", "noise")
 
 # target thresholds (README table)
@@ -688,7 +688,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own setting)")
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (medians are reported)")
-    p.add_argument("--out", default=str(RESULTS), help="results JSON (sections of other targets are kept)")
+    p.add_argument("--out", default=None,
+                   help="results JSON (sections of other targets are kept; default results/<device>/results.json)")
     p.add_argument("--report", action="store_true", help="print the README table from --out and exit")
     g = p.add_argument_group("targets 1 and 4 (conv UNet)")
     g.add_argument("--resolution", type=int, default=64)
@@ -722,7 +723,7 @@ def main(argv=None):
     if args.fd_child is not None:
         print(json.dumps(fd_child(args)))
         return
-    out_path = Path(args.out)
+    out_path = Path(args.out) if args.out else RESULTS / args.device / "results.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     if args.report:
         print(report(results))
@@ -746,6 +747,7 @@ def main(argv=None):
         else:
             section.update(stamp)
             results[target] = section
+        out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=1, default=str) + "\n")  # after each target
     print(report({k: results[k] for k in args.targets}))
 
