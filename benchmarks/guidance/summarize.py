@@ -29,7 +29,7 @@ def table(prefix: str, key: str, fmt: str, weights=(1, 4, 8)) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in solvers:
         cells = [s]
-        for w, r in runs.items():
+        for r in runs.values():
             rows = {row["nfe_requested"]: row for row in r["rows"] if row["solver"] == s}
             for n in nfes:
                 row = rows.get(n)
