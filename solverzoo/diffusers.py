@@ -78,7 +78,7 @@ from .models.adapters import PREDICTION_TYPES, ddpm_denoised
 from .models.base import CountingDenoiser, Model
 from .processes import DiscreteVPProcess, Process
 from .solvers import get_solver
-from .solvers.base import Context, Solver
+from .solvers.base import SOLVERS, Context, Solver, declared_options
 
 __all__ = ["BETA_SCHEDULES", "SolverzooScheduler", "SolverzooSchedulerOutput"]
 
@@ -339,9 +339,9 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
             raise TypeError(f"solver_options must be a dict of solver options, got {type(solver_options).__name__}")
         self.process = _ddpm_process(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
         self.solver = get_solver(solver, **dict(solver_options or {}))
-        self._check_solver(self.solver)
+        probe = self._check_solver(self.solver)
         self.order = self.solver.info.calls_per_step
-        self.init_noise_sigma = self._scale(self.process.sigma_max) * self.process.sigma_max
+        self.init_noise_sigma = self._scale(probe.sigmas[0]) * probe.prior_scale  # set again by set_timesteps
         self.timesteps: Tensor | None = None
         self.sigmas: Tensor | None = None
         self.grid: Grid | None = None
@@ -355,7 +355,8 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
         self._step_index: int | None = None
         self._begin_index: int | None = None
 
-    def _check_solver(self, solver: Solver) -> None:
+    def _check_solver(self, solver: Solver) -> _Plan:
+        """Refuse a solver the scheduler cannot run (checked on a short grid); its plan there."""
         name = solver.info.name
         if solver.adaptive:
             raise ValueError(f"solver {name!r} is adaptive: its model calls follow the sample, and diffusers needs "
@@ -364,13 +365,24 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"solver {name!r} uses filters estimated from the model's data (pds, tdas, "
                              f"preconditioner=), which a scheduler has no access to; choose a solver without them")
         steps = solver.fixed_steps or max(solver.info.min_steps, 3)
-        _plan(solver, solver.make_grid(self.process, steps), self.process)  # refuses x-dependent calls early
+        return _plan(solver, solver.make_grid(self.process, steps), self.process)  # refuses x-dependent calls
 
     @classmethod
     def from_config(cls, config=None, return_unused_kwargs: bool = False, **kwargs):
         """diffusers' ``from_config``, refusing first a config whose schedule has no discrete betas
-        (flow matching, EDM, VE), naming what is supported."""
+        (flow matching, EDM, VE), naming what is supported, and a solver option given as a keyword of its
+        own (diffusers would drop it silently): solver options go in ``solver_options``."""
         _check_source(config)
+        own = set(inspect.signature(cls.__init__).parameters)
+        stray = [key for key in kwargs if key not in own]
+        if stray:
+            name = kwargs.get("solver") or (config.get("solver") if isinstance(config, Mapping) else None)
+            name = name or inspect.signature(cls.__init__).parameters["solver"].default
+            options = declared_options(SOLVERS.lookup(name))[0] if name in SOLVERS else {}
+            misplaced = [key for key in stray if key in options]
+            if misplaced:
+                raise ValueError(f"{', '.join(misplaced)}: options of solver {name!r} go in solver_options, e.g. "
+                                 f"from_config(config, solver={name!r}, solver_options={{{misplaced[0]!r}: ...}})")
         return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     # --- schedule -------------------------------------------------------------------------------
@@ -470,7 +482,12 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
                              "its own state between model calls, so the sample cannot be changed in the loop")
         run = self._run
         denoised = ddpm_denoised(self.config.prediction_type, run.x_hat, run.sigma, model_output)
-        run.advance(denoised)
+        try:
+            run.advance(denoised)
+        except BaseException:  # the solver failed (or the wait was interrupted): this sampling run is over
+            self._stop()
+            self._plan = None
+            raise
         self._step_index = k + 1
         if run.result is not None:
             if k + 1 != calls:
@@ -497,6 +514,7 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
         x_hat = sample.to(work) / self._scale(self._plan.sigmas[index])
         run = _SolverRun(solver, grid, self.process, x_hat, self._noise if solver.stochastic else None)
         self._run, self._run_finalizer = run, weakref.finalize(self, run.stop)
+        self._prev_sample = sample  # the point of the pending call, until a step returns the next one
         if run.x_hat is not x_hat and not torch.equal(run.x_hat, x_hat):
             raise RuntimeError(f"solver {solver.info.name!r} did not make its first call at the initial sample")
 
@@ -529,5 +547,5 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
     def __getstate__(self) -> dict:
         """A copy (deepcopy, pickle) holds no running solver: it samples anew after set_timesteps."""
         state = dict(self.__dict__)
-        state["_run"], state["_step_index"], state["_prev_sample"] = None, None, None
+        state.update(_run=None, _run_finalizer=None, _step_index=None, _prev_sample=None, _noise=_StepNoise())
         return state

@@ -7,6 +7,7 @@ agree to float64 round-off, with one UNet call per timestep."""
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import threading
@@ -289,6 +290,8 @@ def test_bad_solver_names_and_options_name_the_valid_choices():
         SolverzooScheduler.from_config(ddpm_config(rescale_betas_zero_snr=True))
     with pytest.raises(ValueError, match="first model call"):
         SolverzooScheduler(solver="heun", solver_options={"s_churn": 10.0})
+    with pytest.raises(ValueError, match=r"order: options of solver 'unipc' go in solver_options"):
+        SolverzooScheduler.from_config(ddpm_config(), solver="unipc", order=3)
 
 
 def test_flow_matching_and_edm_configs_are_refused_naming_what_is_supported():
@@ -328,6 +331,39 @@ def test_step_refuses_an_edited_sample_and_misuse(unet64):
         x = scheduler.step(unet64(x, t0).sample, t0, x).prev_sample
         with pytest.raises(ValueError, match="not the prev_sample"):
             scheduler.step(unet64(x, t1).sample, t1, x + 1)
+
+
+def test_a_failing_solver_ends_the_run_with_its_error(unet64):
+    scheduler = SolverzooScheduler.from_config(ddpm_config(), solver="euler_ancestral")
+    scheduler.set_timesteps(3)
+    x = initial_noise() * scheduler.init_noise_sigma
+    t = scheduler.timesteps[0]
+    out = unet64(x, t).sample
+    with pytest.raises(RuntimeError):  # a model output of the wrong shape: refused before the solver sees it
+        scheduler.step(out[..., :4], t, x)
+    with pytest.raises(AttributeError):  # the solver's noise draw fails in the worker: raised here
+        scheduler.step(out, t, x, generator="not a generator")
+    with pytest.raises(ValueError, match="set_timesteps"):
+        scheduler.step(unet64(x, t).sample, t, x)
+
+
+def test_a_copy_mid_run_samples_anew(unet64):
+    scheduler = SolverzooScheduler.from_config(ddpm_config(), solver="heun")
+    scheduler.set_timesteps(3)
+    x = initial_noise() * scheduler.init_noise_sigma
+    t = scheduler.timesteps[0]
+    with torch.no_grad():
+        scheduler.step(unet64(x, t).sample, t, x)
+    copy = pickle.loads(pickle.dumps(scheduler))
+    assert copy.step_index is None
+    assert torch.equal(diffusers_loop(unet64, copy, initial_noise())[0],
+                       diffusers_loop(unet64, scheduler_with_timesteps("heun", 3), initial_noise())[0])
+
+
+def scheduler_with_timesteps(solver: str, steps: int) -> SolverzooScheduler:
+    scheduler = SolverzooScheduler.from_config(ddpm_config(), solver=solver)
+    scheduler.set_timesteps(steps)
+    return scheduler
 
 
 def test_abandoned_loops_leave_no_thread_behind(unet64):
