@@ -35,11 +35,13 @@ s = 1 / sqrt(1 + sigma^2) = sqrt(abar) (the convention of ``DDPMScheduler``, ``D
 ``DPMSolverMultistepScheduler``), the solvers' x_hat frame (Karras et al. 2022, Sec. 4) being
 x_hat = x / s.  So ``scale_model_input`` is the identity and ``init_noise_sigma = s_0 c`` where the
 solver starts from x_hat = c z (c = sigma_0; 1 / s_0 for the score_sde samplers, whose VP prior is
-x = z): the scheduler is exact both in pipelines that scale their latents by ``init_noise_sigma`` and
-call ``scale_model_input`` and in those that do neither (``DDPMPipeline``, ``DDIMPipeline``: there the
-initial sample is z, i.e. x_hat = z / s_0, which differs from sigma_0 z by a factor
-sqrt(1 + 1 / sigma_0^2), ~1 + 2e-5 at the usual sigma_max = 157).  The last ``prev_sample`` is the
-solver's result in data units (s = 1 at sigma = 0).
+x = z): the scheduler is exact in pipelines that scale their latents by ``init_noise_sigma`` and call
+``scale_model_input``, and right in those that do neither (``DDPMPipeline`` starts from z and feeds its
+sample to the network as it is: x_hat_0 = z / s_0 differs from sigma_0 z by the factor
+sqrt(1 + 1 / sigma_0^2), 1 + 2e-5 at sigma_max = 157 of the usual 1000-step linear betas), where a
+scheduler in EulerDiscreteScheduler's units (x_hat, ``init_noise_sigma = sigma_max``) starts ~157 times
+too small and feeds the network an unscaled input.  The last ``prev_sample`` is the solver's result in
+data units (s = 1 at sigma = 0).
 
 Noise.  A stochastic solver draws its noise with diffusers' ``randn_tensor`` from the ``generator``
 given to the ``step`` call that resumes it (the global generator if None).  A list of generators, one

@@ -17,12 +17,12 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from solverzoo.diffusers import SolverzooScheduler  # noqa: E402
+from solverzoo.diffusers import SolverzooScheduler, _plan  # noqa: E402
 from solverzoo.models.adapters import DiffusersEpsModel, DiscreteVPProcess  # noqa: E402
 from solverzoo.models.base import CountingDenoiser  # noqa: E402
 from solverzoo.noise import PATH, NoiseSource  # noqa: E402
 from solverzoo.solvers import get_solver, list_solvers  # noqa: E402
-from solverzoo.solvers.base import Context  # noqa: E402
+from solverzoo.solvers.base import Context, Solver, SolverInfo  # noqa: E402
 
 F64 = torch.float64
 SHAPE = (1, 8, 8)
@@ -149,6 +149,24 @@ def test_every_fixed_grid_solver_matches_zoo(unet64, solver):
 def test_refused_solvers_say_why(solver):
     with pytest.raises(ValueError, match=REFUSED[solver]):
         SolverzooScheduler.from_config(ddpm_config(), solver=solver)
+
+
+class _LevelFollowsSample(Solver):
+    """A one-step solver whose call level depends on the sample (as a step-size controller's does)."""
+
+    info = SolverInfo(name="level_follows_sample", family="test", kind="ode", order=1, calls_per_step=1, paper="-")
+
+    def run(self, ctx, x):
+        return ctx.denoise(x, ctx.sigma[0] * (1 + float(x.abs().mean()) % 0.1))
+
+
+def test_a_solver_whose_call_levels_follow_the_sample_is_refused():
+    process = DiscreteVPProcess(diffusers.DDPMScheduler.from_config(ddpm_config()).alphas_cumprod.to(F64))
+    solver = _LevelFollowsSample()
+    with pytest.raises(ValueError, match="noise levels that depend on the sample"):
+        _plan(solver, solver.make_grid(process, 3), process)
+    euler = get_solver("euler")
+    assert _plan(euler, euler.make_grid(process, 3), process).sigmas == tuple(euler.make_grid(process, 3).sigma[:-1].tolist())
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
