@@ -117,16 +117,17 @@ def _ddpm_process(num_train_timesteps: int, beta_start: float, beta_end: float, 
     return DiscreteVPProcess(ddpm.alphas_cumprod.to(_F64))
 
 
-def _check_source(config: Any) -> None:
+def _check_source(config: Any) -> Tensor | None:
     """Refuse a config whose schedule this scheduler cannot reproduce, naming what it supports: flow
     matching (FlowMatch* schedulers, ``use_flow_sigmas``, ``flow_prediction``), and every schedule without
     discrete betas (EDM, VE), known by its class (``_class_name``: built, it has no ``alphas_cumprod``) or,
-    for a config without one, by keys of another scheduler and no beta keys."""
+    for a config without one, by keys of another scheduler and no beta keys.  Returns the named diffusers
+    class's ``alphas_cumprod`` (None for other configs), which the built scheduler must reproduce."""
     if not isinstance(config, Mapping):
-        return
+        return None
     name = config.get("_class_name") if isinstance(config.get("_class_name"), str) else None
     if name == SolverzooScheduler.__name__:
-        return
+        return None
     if ((name or "").startswith("FlowMatch") or "shift" in config or config.get("use_flow_sigmas")
             or config.get("prediction_type") == "flow_prediction"):
         raise ValueError(f"{name or 'this config'} is a flow-matching schedule (x_t = (1 - t) x_0 + t n, velocity "
@@ -140,12 +141,14 @@ def _check_source(config: Any) -> None:
         if getattr(built, "alphas_cumprod", None) is None:
             raise ValueError(f"{name} has no discrete betas (alphas_cumprod); SolverzooScheduler samples "
                              f"{_SUPPORTED}")
+        return torch.as_tensor(built.alphas_cumprod, dtype=_F64)
     elif not any(key in config for key in _BETA_KEYS):
         own = set(inspect.signature(SolverzooScheduler.__init__).parameters)
         foreign = sorted(k for k in config if not k.startswith("_") and k not in own)
         if foreign:
             raise ValueError(f"this config has no discrete betas ({', '.join(_BETA_KEYS)}) but {', '.join(foreign)}; "
                              f"SolverzooScheduler samples {_SUPPORTED}")
+    return None
 
 
 # ----------------------------------------------------------------------------- the dry run
@@ -374,7 +377,7 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
         """diffusers' ``from_config``, refusing first a config whose schedule has no discrete betas
         (flow matching, EDM, VE), naming what is supported, and a solver option given as a keyword of its
         own (diffusers would drop it silently): solver options go in ``solver_options``."""
-        _check_source(config)
+        source_alphas_cumprod = _check_source(config)
         own = set(inspect.signature(cls.__init__).parameters)
         stray = [key for key in kwargs if key not in own]
         if stray:
@@ -385,7 +388,13 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
             if misplaced:
                 raise ValueError(f"{', '.join(misplaced)}: options of solver {name!r} go in solver_options, e.g. "
                                  f"from_config(config, solver={name!r}, solver_options={{{misplaced[0]!r}: ...}})")
-        return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
+        built = super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
+        scheduler = built[0] if return_unused_kwargs else built
+        if source_alphas_cumprod is not None and not torch.equal(scheduler.process.alphas_cumprod,
+                                                                 source_alphas_cumprod):
+            raise ValueError(f"{config['_class_name']}'s noise schedule (alphas_cumprod) differs from the one its "
+                             f"beta keys give DDPMScheduler; SolverzooScheduler samples {_SUPPORTED}")
+        return built
 
     # --- schedule -------------------------------------------------------------------------------
     @staticmethod
