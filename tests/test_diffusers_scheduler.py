@@ -166,7 +166,8 @@ def test_a_solver_whose_call_levels_follow_the_sample_is_refused():
     with pytest.raises(ValueError, match="noise levels that depend on the sample"):
         _plan(solver, solver.make_grid(process, 3), process)
     euler = get_solver("euler")
-    assert _plan(euler, euler.make_grid(process, 3), process).sigmas == tuple(euler.make_grid(process, 3).sigma[:-1].tolist())
+    grid = euler.make_grid(process, 3)
+    assert _plan(euler, grid, process).sigmas == tuple(grid.sigma[:-1].tolist())
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
