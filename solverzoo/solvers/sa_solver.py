@@ -22,9 +22,11 @@ order-2 predictor and corrector weights get a correction that keeps their order:
 k = 1 + tau^2, the predictor adds k [h^2/2 - (k h - 1 + e^{-k h}) / k^2] / (lambda_i - lambda_{i-1})
 (D_i - D_{i-1}) and the corrector k [h/2 - (k h - 1 + e^{-k h}) / (k^2 h)] (D_t - D_i).
 
-tau(sigma) is piecewise constant, ``eta`` inside [tau_sigma_min, tau_sigma_max], 0 outside (diffusers'
-default tau_func is 1 for training timesteps 200..800 of the linear-beta VP schedule: sigma in
-[0.7236, 25.74], the defaults here), evaluated at the step's start.
+tau(sigma) is piecewise constant, ``eta`` inside [tau_sigma_min, tau_sigma_max], 0 outside, evaluated at
+the step's start.  diffusers' default tau_func is 1 for the integer timesteps 200..800 of the linear-beta VP
+schedule; the defaults 0.72 and 25.74 separate sigma(199) = 0.7193 < 0.72 < sigma(200) = 0.7236 and
+sigma(800) = 25.736 < 25.74 < sigma(801) = 25.945, so that on diffusers' sigmas the default options are
+diffusers' defaults.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class SASolver(Multistep):
     max_order = 4
     pinned = {"warmup": "lower"}
 
-    def __init__(self, corrector_order: int = 2, eta: float = 1.0, tau_sigma_min: float = 0.7236,
+    def __init__(self, corrector_order: int = 2, eta: float = 1.0, tau_sigma_min: float = 0.72,
                  tau_sigma_max: float = 25.74, s_noise: float = 1.0, **base):
         if int(corrector_order) != corrector_order or not 0 <= corrector_order <= 4:
             raise ValueError(f"sa_solver corrector_order must be an integer in 0..4 (0: no corrector), got "
