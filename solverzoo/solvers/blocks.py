@@ -11,7 +11,6 @@ exact data-prediction solution is x_t = (sigma_t / sigma_s) x_s + int_0^h e^{-(h
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -419,21 +418,23 @@ class Multistep(Solver):
                  warmup: str = "lower", **base):
         super().__init__(**base)
         if int(order) != order or not 1 <= order <= self.max_order:
-            raise ValueError(f"{self.info.name} order must be an integer in 1..{self.max_order}, got {order}")
+            raise ValueError(f"{self.name} order must be an integer in 1..{self.max_order}, got {order}")
         if warmup not in WARMUPS:
-            raise ValueError(f"{self.info.name} warmup must be 'lower' (lower-order multistep steps first, as the "
+            raise ValueError(f"{self.name} warmup must be 'lower' (lower-order multistep steps first, as the "
                              f"references) or 'rk' (single-step RK start of order - 1: full order), got {warmup!r}")
         self.order = int(order)
         self.lower_order_final = bool(lower_order_final)
         self.denoise_to_zero = bool(denoise_to_zero)
         self.warmup = warmup
         if self.denoise_to_zero and self.final == "zero" and not isinstance(self.grid, (list, tuple)):
-            raise ValueError(f"{self.info.name}: denoise_to_zero needs final='sigma_min' (a grid ending at zero already "
+            raise ValueError(f"{self.name}: denoise_to_zero needs final='sigma_min' (a grid ending at zero already "
                              f"ends with the denoising step x = D(x; sigma_min))")
+
+    def info_changes(self) -> dict:
+        """Order reached (:meth:`declared_order`) and the budget of ``warmup`` and ``denoise_to_zero``."""
         warm = self.warmup_steps()
-        self.info = dataclasses.replace(type(self).info, order=self.declared_order(),
-                                        extra_calls=int(self.denoise_to_zero) + warm * (self.order - 2),
-                                        min_steps=max(type(self).info.min_steps, warm + 1))
+        return {"order": self.declared_order(), "extra_calls": int(self.denoise_to_zero) + warm * (self.order - 2),
+                "min_steps": max(type(self).info.min_steps, warm + 1)}
 
     def formula_order(self) -> int:
         """The order of the update itself, with a full history (a subclass may raise it: a corrector)."""
@@ -461,6 +462,6 @@ class Multistep(Solver):
         """The optional final denoise at the last (positive) sigma: one more call."""
         if self.denoise_to_zero:
             if ctx.grid.final == "zero":
-                raise ValueError(f"{self.info.name}: denoise_to_zero on a grid that already ends at sigma = 0")
+                raise ValueError(f"{self.name}: denoise_to_zero on a grid that already ends at sigma = 0")
             x = ctx.denoise(x, ctx.sigma[-1])
         return x

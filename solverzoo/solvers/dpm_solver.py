@@ -81,15 +81,12 @@ class DPMPP2S(ExponentialRK):
                       grid="karras", final="zero", zero_step_calls=1, preconditioning=frozenset({"noise"}))
     kappa = 1
     pinned = {"prediction": "data"}
+    noise_off = {"eta": 0.0}
 
     def __init__(self, eta: float = 0.0, s_noise: float = 1.0, **base):
         super().__init__(**base)
         check_eta("dpmpp_2s", eta, s_noise, 1.0)
         self.eta, self.s_noise = float(eta), float(s_noise)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
 
     def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
         down, up = ancestral_step(s, t, self.eta)
@@ -103,9 +100,11 @@ class DPMSolverPPMultistep(Multistep):
     """The multistep update of the module docstring; ``eta`` > 0 makes it the SDE solver.
     ``warmup="rk"`` (eta = 0 only) starts order 3 with one DPM-Solver++(2S) step (``blocks.Multistep``)."""
 
+    noise_off = {"eta": 0.0}
+
     def __init__(self, eta: float = 0.0, s_noise: float = 1.0, solver_type: str = "midpoint",
                  third_order: str = "exact", **base):
-        check_eta(self.info.name, eta, s_noise)
+        check_eta(self.name, eta, s_noise)
         if solver_type not in SOLVER_TYPES:
             raise ValueError(f"solver_type must be one of {SOLVER_TYPES}, got {solver_type!r}")
         if third_order not in THIRD_ORDER:
@@ -114,14 +113,10 @@ class DPMSolverPPMultistep(Multistep):
         self.eta, self.s_noise, self.solver_type, self.third_order = float(eta), float(s_noise), solver_type, third_order
         super().__init__(**base)
         if self.warmup == "rk" and self.eta > 0:
-            raise ValueError(f"{self.info.name}: warmup='rk' is an ODE start; it needs eta = 0, got eta={self.eta}")
+            raise ValueError(f"{self.name}: warmup='rk' is an ODE start; it needs eta = 0, got eta={self.eta}")
 
     def formula_order(self) -> int:
         return 2 if self.order == 3 and self.third_order == "upstream" else self.order
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
 
     def combine(self, d: Tensor, hist: list[Tensor], hs: list[float], h: float, order: int) -> Tensor:
         """(1 + eta) int_0^h e^{-(1+eta)(h-r)} D dr, estimated from D = hist[-1] and the history."""

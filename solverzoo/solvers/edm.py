@@ -54,16 +54,13 @@ class Heun(Solver):
 
     info = SolverInfo(name="heun", family="edm", kind="ode", order=2, calls_per_step=2, zero_step_calls=1,
                       paper=EDM + ", Algorithms 1-2 (Heun, stochastic churn)", grid="karras")
+    noise_off = {"s_churn": 0.0}
 
     def __init__(self, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = float("inf"),
                  s_noise: float = 1.0, **base):
         super().__init__(**base)
-        check_churn(self.info.name, s_churn, s_tmin, s_tmax, s_noise)
+        check_churn(self.name, s_churn, s_tmin, s_tmax, s_noise)
         self.s_churn, self.s_tmin, self.s_tmax, self.s_noise = float(s_churn), float(s_tmin), float(s_tmax), float(s_noise)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.s_churn > 0
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma, steps = ctx.sigma, ctx.grid.steps

@@ -75,6 +75,7 @@ class ERSDE(Solver):
                       grid="karras", preconditioning=frozenset({"noise"}),
                       order_note="stages 2 and 3 both reach 2 (the ODE version, noise_scale='ode'): D' is a "
                                  "backward difference", in_default_bench=False)
+    noise_off = {"noise_scale": "ode"}
 
     def __init__(self, max_stage: int = 3, noise_scale: str = "er_sde", s_noise: float = 1.0, **base):
         super().__init__(**base)
@@ -85,10 +86,6 @@ class ERSDE(Solver):
         if not s_noise >= 0:
             raise ValueError(f"er_sde needs s_noise >= 0, got {s_noise}")
         self.max_stage, self.noise_scale, self.s_noise = int(max_stage), noise_scale, float(s_noise)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.noise_scale != "ode" and self.s_noise > 0
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma = ctx.sigma

@@ -56,15 +56,12 @@ class EulerAncestral(Solver):
     info = SolverInfo(name="euler_ancestral", family="k-diffusion", kind="sde", order=1, calls_per_step=1,
                       paper=KDIFF + ", sample_euler_ancestral", grid="karras", preconditioning=frozenset({"noise"}))
     max_eta = math.inf
+    noise_off = {"eta": 0.0}
 
     def __init__(self, eta: float = 1.0, s_noise: float = 1.0, **base):
         super().__init__(**base)
-        check_eta(self.info.name, eta, s_noise, self.max_eta)
+        check_eta(self.name, eta, s_noise, self.max_eta)
         self.eta, self.s_noise = float(eta), float(s_noise)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma = ctx.sigma
@@ -117,6 +114,7 @@ class DPM2(Solver):
     info = SolverInfo(name="dpm2", family="k-diffusion", kind="ode", order=2, calls_per_step=2, zero_step_calls=1,
                       paper=KDIFF + ", sample_dpm_2 / sample_dpm_2_ancestral; " + DPM_SOLVER, grid="karras",
                       preconditioning=frozenset({"noise"}))
+    noise_off = {"eta": 0.0, "s_churn": 0.0}
 
     def __init__(self, eta: float = 0.0, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
                  s_noise: float = 1.0, **base):
@@ -127,10 +125,6 @@ class DPM2(Solver):
             raise ValueError("dpm2: choose ancestral noise (eta) or churn (s_churn), not both")
         self.eta, self.s_churn, self.s_tmin, self.s_tmax, self.s_noise = (
             float(eta), float(s_churn), float(s_tmin), float(s_tmax), float(s_noise))
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0 or self.s_churn > 0
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma, steps = ctx.sigma, ctx.grid.steps
@@ -168,6 +162,7 @@ class DPMPPSDE(Solver):
 
     info = SolverInfo(name="dpmpp_sde", family="k-diffusion", kind="sde", order=2, calls_per_step=2, zero_step_calls=1,
                       paper=KDIFF + ", sample_dpmpp_sde; " + DPMPP, grid="karras", preconditioning=frozenset({"noise"}))
+    noise_off = {"eta": 0.0}
 
     def __init__(self, eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5, **base):
         super().__init__(**base)
@@ -175,10 +170,6 @@ class DPMPPSDE(Solver):
         if not 0 < r <= 1:
             raise ValueError(f"dpmpp_sde needs 0 < r <= 1, got {r}")
         self.eta, self.s_noise, self.r = float(eta), float(s_noise), float(r)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma = ctx.sigma

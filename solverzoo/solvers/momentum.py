@@ -69,7 +69,7 @@ class HeavyBall(Multistep):
     pinned = {"lower_order_final": False, "denoise_to_zero": False}
 
     def __init__(self, beta: float = 0.8, **base):
-        check_beta(self.info.name, beta)
+        check_beta(self.name, beta)
         self.beta = float(beta)
         super().__init__(**base)
 
@@ -165,24 +165,27 @@ class DPMPP2MHB(DPMPP2M):
     pinned = {"solver_type": "midpoint"}
 
     def __init__(self, beta: float = 0.8, **base):
-        check_beta(self.info.name, beta)
+        check_beta(self.name, beta)
         self.beta = float(beta)
-        self._velocity = None
         super().__init__(**base)
 
     def declared_order(self) -> int:
         return 2 if self.beta == 1 else 1
 
-    def combine(self, d, hist, hs, h, order):
-        if order != 2:
-            return super().combine(d, hist, hs, h, order)
-        diff = d + 0.5 * (d - hist[-2]) * (h / hs[-1])
-        self._velocity = diff if self._velocity is None else (1 - self.beta) * self._velocity + self.beta * diff
-        return -math.expm1(-h) * self._velocity
-
     def run(self, ctx: Context, x: Tensor) -> Tensor:
-        self._velocity = None
-        try:
-            return super().run(ctx, x)
-        finally:
-            self._velocity = None
+        sigma, steps = ctx.sigma, ctx.grid.steps
+        d_old = h_old = v = None
+        for i in range(steps):
+            d = ctx.denoise(x, sigma[i])
+            if sigma[i + 1] == 0:
+                x = d
+                break
+            h = math.log(sigma[i] / sigma[i + 1])
+            if self.step_order(i, steps) == 2:
+                combined = d + 0.5 * (d - d_old) * (h / h_old)
+                v = combined if v is None else (1 - self.beta) * v + self.beta * combined
+                x = x * (sigma[i + 1] / sigma[i]) + -math.expm1(-h) * v
+            else:
+                x = x * (sigma[i + 1] / sigma[i]) + d * -math.expm1(-h)
+            d_old, h_old = d, h
+        return self.finish(ctx, x)

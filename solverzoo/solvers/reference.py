@@ -19,7 +19,6 @@ the batch).  A step to sigma = 0 (where the drift is singular) is the denoising 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -188,7 +187,9 @@ class SDEReference(Solver):
         if method not in self.METHODS:
             raise ValueError(f"sde_reference method must be one of {tuple(self.METHODS)}, got {method!r}")
         self.method = method
-        self.info = dataclasses.replace(type(self).info, calls_per_step=self.METHODS[method])
+
+    def info_changes(self) -> dict:
+        return {"calls_per_step": self.METHODS[self.method]}
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         import torchsde

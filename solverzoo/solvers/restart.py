@@ -16,7 +16,6 @@ step and 1 for a step to zero; every restart adds 2 ``restart_steps`` calls, ``e
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from torch import Tensor
@@ -57,6 +56,7 @@ class Restart(Heun):
                       paper=RESTART + "; " + EDM, grid="karras", min_steps=2, preconditioning=frozenset({"noise"}),
                       extra_calls=4, in_default_bench=False)  # extra_calls: the default options' (instance: set)
     pinned = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": math.inf, "s_noise": 1.0}
+    noise_off = {"restarts": 0}
 
     def __init__(self, restart_t_min: float = 0.06, restart_t_max: float = 0.30, restarts: int = 1,
                  restart_steps: int = 2, **base):
@@ -68,11 +68,9 @@ class Restart(Heun):
                              f"{restart_steps}")
         self.restart_t_min, self.restart_t_max = float(restart_t_min), float(restart_t_max)
         self.restarts, self.restart_steps = int(restarts), int(restart_steps)
-        self.info = dataclasses.replace(type(self).info, extra_calls=2 * self.restarts * self.restart_steps)
 
-    @property
-    def stochastic(self) -> bool:
-        return self.restarts > 0
+    def info_changes(self) -> dict:
+        return {"extra_calls": 2 * self.restarts * self.restart_steps}
 
     def restart_node(self, sigma: list[float]) -> int:
         """The positive node after the first nearest to t_min (the restart's end)."""

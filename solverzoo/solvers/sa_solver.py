@@ -61,6 +61,7 @@ class SASolver(Multistep):
                       grid="karras", preconditioning=frozenset({"noise"}), in_default_bench=False)
     max_order = 4
     pinned = {"warmup": "lower"}
+    noise_off = {"eta": 0.0}
 
     def __init__(self, corrector_order: int = 2, eta: float = 1.0, tau_sigma_min: float = 0.72,
                  tau_sigma_max: float = 25.74, s_noise: float = 1.0, **base):
@@ -81,10 +82,6 @@ class SASolver(Multistep):
         if self.corrector_order == 0:
             return super().declared_order()
         return min(self.formula_order(), 2 if self.lower_order_final else 3)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
 
     def tau(self, sigma: float) -> float:
         return self.eta if self.tau_sigma_min <= sigma <= self.tau_sigma_max else 0.0

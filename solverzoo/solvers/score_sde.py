@@ -25,7 +25,6 @@ and the corrector's ``alpha = 1 - beta_j``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -198,7 +197,9 @@ class PredictorCorrector(_ScoreSDESolver):
         if corrector_norm not in ("sample", "batch"):
             raise ValueError(f"corrector_norm must be 'sample' or 'batch', got {corrector_norm!r}")
         self.snr, self.n_corrector, self.corrector_norm = float(snr), int(n_corrector), corrector_norm
-        self.info = dataclasses.replace(type(self).info, calls_per_step=1 + self.n_corrector)
+
+    def info_changes(self) -> dict:
+        return {"calls_per_step": 1 + self.n_corrector}
 
     def make_grid(self, process, steps: int):
         """With ``base_steps`` N0 (or ``speed_up`` k), PDS's speed-up semantics: N = int(N0 / k)

@@ -90,8 +90,6 @@ h -> inf limit of every scheme above, and NFE = stages x (steps - 1) + 1.
 
 from __future__ import annotations
 
-import dataclasses
-
 from .base import SolverInfo, register
 from .blocks import ExponentialRK
 
@@ -185,10 +183,11 @@ class ETDERK(ExponentialRK):
     def __init__(self, order: int = 3, **base):
         if order not in (1, 2, 3):
             raise ValueError(f"etd_erk order must be 1, 2 or 3, got {order!r}")
-        self.order = int(order)
-        # this instance's metadata: order and calls per step follow the option
-        self.info = dataclasses.replace(type(self).info, order=self.order, calls_per_step=self.order)
         super().__init__(**base)
+        self.order = int(order)
+
+    def info_changes(self) -> dict:
+        return {"order": self.order, "calls_per_step": self.order}
 
     def step(self, ctx, x, s, t):
         return (self.step1, self.step2, self.step3)[self.order - 1](ctx, x, s, t)
