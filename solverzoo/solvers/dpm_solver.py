@@ -54,7 +54,7 @@ import math
 from torch import Tensor
 
 from .base import Context, SolverInfo, register
-from .blocks import ExponentialRK, Multistep, ancestral_step, check_eta, phi2, phi3, warmup_note
+from .blocks import ExponentialRK, Multistep, ancestral_step, check_eta, curve_weight, slope_weight, warmup_note
 from .k_diffusion_family import DPMPP, KDIFF
 
 __all__ = ["DPMPP2S", "DPMPP2M", "DPMPP3M", "DPMPP2MSDE", "DPMPP3MSDE", "RESMultistep"]
@@ -124,7 +124,7 @@ class DPMSolverPPMultistep(Multistep):
         out = d * -math.expm1(-he)
         if order == 2:
             d1 = (d - hist[-2]) * (h / hs[-1])
-            out = out + d1 * (0.5 * -math.expm1(-he) if self.solver_type == "midpoint" else phi2(he))
+            out = out + d1 * (0.5 * -math.expm1(-he) if self.solver_type == "midpoint" else slope_weight(he))
         elif order == 3:
             r0, r1 = hs[-1] / h, hs[-2] / h
             d1_0 = (d - hist[-2]) / r0
@@ -132,7 +132,7 @@ class DPMSolverPPMultistep(Multistep):
             d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
             d2 = (d1_0 - d1_1) / (r0 + r1)
             weight = 2.0 if self.third_order == "exact" else 1.0
-            out = out + d1 * phi2(he) - d2 * (weight * phi3(he))
+            out = out + d1 * slope_weight(he) - d2 * (weight * curve_weight(he))
         return out
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
