@@ -1,8 +1,7 @@
-"""Building blocks shared by the solver families: the exponential-integrator phi functions,
-multistep weights, EDM's churn, k-diffusion's ancestral split, a Brownian motion in sigma, the
-SEEDS running noise, and two bases (:class:`ExponentialRK` for single-step exponential
-integrators, :class:`Multistep` for history-based solvers).  A family module imports what it
-needs from here, never from another family module.
+"""Building blocks shared by the solver families: the exponential-integrator phi functions, multistep
+weights, EDM's churn, k-diffusion's ancestral split, a Brownian motion in sigma, the SEEDS running
+noise, and the bases :class:`ExponentialRK` (single-step exponential integrators, on
+:class:`ExponentialStages`) and :class:`Multistep` (history-based solvers).
 
 Frame: x_hat against sigma, where the probability-flow ODE is dx/dsigma = (x - D(x; sigma)) / sigma
 (Karras et al. 2022, Eq. 4), or against lambda = -log sigma (h = lambda_t - lambda_s), where its
@@ -238,12 +237,11 @@ def stage_sigmas(sigma_s: float, sigma_t: float, c: Sequence[float]) -> list[flo
 
 def noise_chain(sigmas: Sequence[float], prediction: str = "data") -> list[tuple[float, float]]:
     """(a_j, b_j) of the running noise N_j = a_j N_{j-1} + b_j xi_j over the sub-intervals
-    sigmas[0] > sigmas[1] > ... of one step (N_0 = 0, xi_j independent standard normals).
-
-    N_j is then exactly the stochastic integral of the step's exact solution from sigmas[0] to
-    sigmas[j], and all N_j are integrals of one Brownian path (``seeds`` module docstring):
-    data prediction a_j = (sigma_j / sigma_{j-1})^2, b_j = sigma_j sqrt(1 - a_j); noise
-    prediction a_j = 1, b_j = sqrt(sigma_{j-1}^2 - sigma_j^2)."""
+    sigmas[0] > sigmas[1] > ... of one step (N_0 = 0, xi_j independent standard normals): the exact
+    stochastic integrals of the step's solution from sigmas[0] to each sigmas[j], all of one Brownian
+    path.  Data prediction a_j = (sigma_j / sigma_{j-1})^2, b_j = sigma_j sqrt(1 - a_j); noise
+    prediction a_j = 1, b_j = sqrt(sigma_{j-1}^2 - sigma_j^2).
+    """
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     out = []
@@ -260,14 +258,18 @@ def noise_chain(sigmas: Sequence[float], prediction: str = "data") -> list[tuple
 
 class ExponentialStages:
     """The stages of the single-step exponential integrators of dx = kappa (D - x) dlambda [+ noise]
-    (``seeds`` module docstring; Gonzalez et al. 2023, Lu et al. 2022, Algorithms 1-2):
+    (Gonzalez et al. 2023; Lu et al. 2022, Algorithms 1-2): over u = c h, with F = D (``prediction="data"``)
+    or eps = (x - D) / sigma (``"noise"``) and F' replaced by stage differences,
 
-        x_u = decay(u) x + f_weight(u) F_s + df_weight(u) F' + N_u,   u = c h,
+        x_u = decay(u) x + f_weight(u) F_s + df_weight(u) F' + N_u
+        data:  decay = e^{-kappa u}, f_weight = 1 - e^{-kappa u},          df_weight = u - (1 - e^{-kappa u}) / kappa
+        noise: decay = 1,            f_weight = -kappa sigma_u (e^u - 1), df_weight = -kappa sigma_u (e^u - 1 - u)
 
-    F = D (``prediction="data"``) or eps (``"noise"``), F' replaced by stage differences.  kappa = 1 is
-    the probability-flow ODE (no noise: DPM-Solver(++)-1/2/3), kappa = 2 the reverse SDE (SEEDS).
-    ``stepK(ctx, x, s, t, f_s=None)`` is the order-K scheme from sigma s to t > 0; ``f_s`` is the first
-    stage's model output when the caller has it (one call fewer)."""
+    kappa = 1: the probability-flow ODE, no noise (DPM-Solver(++)-1/2/3); kappa = 2: the reverse SDE (SEEDS),
+    N_u the running noise of :func:`noise_chain`.  ``stepK(ctx, x, s, t, f_s=None)`` is the order-K scheme
+    from sigma s to t > 0 (order 2: the final weight f_weight / (2 c2), DPM-Solver-2's form); ``f_s`` is
+    the first stage's model output when the caller has it.
+    """
 
     kappa: int = 1
     prediction: str = "data"
@@ -379,25 +381,14 @@ class Multistep(Solver):
     """History-based solvers: one model call per step, an ``order`` with a ``warmup`` start and
     ``lower_order_final``, and ``denoise_to_zero``.
 
-    Order schedule.  Step i (0-based, N steps) uses order min(order, i + 1) (warm-up from the
-    available history) and, with ``lower_order_final``, also min(., N - i): the last steps drop to
-    orders 2 and 1 (DPM-Solver's rule; DPM-Solver applies it only below 10 steps, diffusers'
-    DPMSolverMultistep and DEIS below 15, diffusers' UniPC always; here whenever the option is on).
-
-    Warm-up and the global order.  A first-order step leaves a local error O(h^2); made once, it
-    still bounds the global error at O(h^2).  So with ``warmup="lower"`` (the references' start:
-    step 0 is Euler / DPM-Solver-1) and with ``lower_order_final`` a method of order p >= 3 converges
-    at order 2 (measured on the Gaussian's exact flow: tests/test_orders.py).  ``warmup="rk"``
-    replaces the steps whose history is too short for local error O(h^{p}) -- steps i < p - 2 --
-    by single-step exponential RK steps of order p - 1 (:func:`exponential_ode_step`; p - 2 more
-    calls each); the later steps use orders min(p, i + 1) >= p - 1 as before, and the method reaches
-    order p.  ``declared_order`` is the order reached with the instance's options.
-
-    Budget: one model call per step, plus (p - 2)^2 for ``warmup="rk"`` (p - 2 warm-up steps of p - 2
-    extra calls: 1 for p = 3, 4 for p = 4; ``min_steps`` p - 1, so that the warm-up steps are
-    followed by a multistep step), plus one for ``denoise_to_zero`` (grids ending at sigma_min:
-    after the last step, x = D(x; sigma_min), DPM-Solver's option).  On a grid ending at zero the
-    last step already is that denoise, so the option is refused there.
+    Step i of N uses order min(order, i + 1) (the history available) and, with ``lower_order_final``,
+    min(., N - i) (DPM-Solver's rule, applied here whenever the option is on).  A first-order start bounds
+    the global order at 2 (its O(h^2) local error), so the references' start (``warmup="lower"``) caps an
+    order-p >= 3 method at 2; ``warmup="rk"`` makes steps i < p - 2 single-step exponential RK steps of
+    order p - 1 (:data:`FLOW_STAGES`, p - 2 more calls each) and the method reaches order p
+    (tests/test_orders.py).  ``denoise_to_zero``: a last call x = D(x; sigma_min) on a grid ending at
+    sigma_min (DPM-Solver's option).  Budget (:meth:`info_changes`): N + (p - 2)^2 for ``warmup="rk"``
+    (``min_steps`` p - 1) + 1 for ``denoise_to_zero``.
     """
 
     max_order: int = 3

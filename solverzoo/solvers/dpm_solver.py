@@ -1,50 +1,17 @@
-"""DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
-Probabilistic Models", arXiv:2211.01095; code LuChengTHU/dpm-solver) in data prediction on x_hat
-against lambda = -log sigma, single-step (2S) and multistep (2M, 3M), and their SDE versions
-(k-diffusion ``sample_dpmpp_2m_sde`` / ``sample_dpmpp_3m_sde``; Gonzalez et al. 2023 / Lu et al.
-2022 for the SDE integrator).
+"""DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+Models", arXiv:2211.01095; code LuChengTHU/dpm-solver) in data prediction on x_hat against
+lambda = -log sigma: single-step (2S), multistep (2M, 3M), and the SDE versions (k-diffusion
+``sample_dpmpp_2m_sde`` / ``_3m_sde``).  With h = lambda_t - lambda_s, eta >= 0 (0: the ODE, 1: the reverse
+SDE), h_eta = (1 + eta) h, the exact solution of dx = (1 + eta)(D - x) dlambda + noise and the Taylor
+expansion of D give (Algorithms 1-2 for eta = 0; the eta form of k-diffusion's SDE samplers)
 
-One multistep update covers all four.  With h = lambda_t - lambda_s, eta >= 0 (eta = 0: the ODE,
-eta = 1: the reverse SDE) and h_eta = (1 + eta) h, the exact solution of
-dx = (1 + eta)(D - x) dlambda + noise (the ODE plus eta times the Langevin part) is
+    x_t = (sigma_t/sigma_s) e^{-eta h} x_s + (1 - e^{-h_eta}) D_s + h slope_weight(h_eta) D'
+          - h^2 curve_weight(h_eta) D'' + sigma_t sqrt(1 - e^{-2 eta h}) z,
 
-    x_t = (sigma_t / sigma_s) e^{-eta h} x_s + (1 + eta) int_0^h e^{-(1+eta)(h - r)} D(lambda_s + r) dr
-          + sigma_t sqrt(1 - e^{-2 eta h}) z,
-
-and the Taylor expansion D(lambda_s + r) = D + r D' + r^2/2 D'' integrates to
-
-    (1 - e^{-h_eta}) D_s + h phi2(h_eta) D' - h^2 phi3(h_eta) D''
-    phi2(z) = 1 - (1 - e^{-z}) / z = z phi_2(-z),   phi3(z) = phi2(z)/z - 1/2 = -z phi_3(-z)
-
-(phi_k the exponential-integrator functions of ``blocks.phi``).  The multistep estimates from
-the history D_s = D_0, D_1, D_2 at lambda_s - h_0, lambda_s - h_0 - h_1 (r_0 = h_0/h, r_1 = h_1/h):
-
-    d1_0 = (D_0 - D_1) / r_0 ~ h D',   d1_1 = (D_1 - D_2) / r_1
-    order 2: h D' ~ d1_0;  "midpoint" (DPM-Solver++(2M)): + 1/2 (1 - e^{-h_eta}) d1_0,  "heun": + phi2(h_eta) d1_0
-    order 3: h D' ~ d1 = d1_0 + (d1_0 - d1_1) r_0 / (r_0 + r_1),  h^2 D''/2 ~ d2 = (d1_0 - d1_1) / (r_0 + r_1)
-             + phi2(h_eta) d1 - 2 phi3(h_eta) d2.
-
-Reference bug (third order).  DPM-Solver (``multistep_dpm_solver_third_update``), diffusers
-(``multistep_dpm_solver_third_order_update``) and k-diffusion (``sample_dpmpp_3m_sde``) all add
-``- phi3 * D2`` with D2 = d2 = h^2 D''/2: the D'' term gets half its weight, the local error is
-O(h^3) and the "third-order" multistep converges at order 2.  ``third_order="exact"`` (default) uses
-2 phi3; ``"upstream"`` reproduces the references bit for bit (parity tests).  What the factor buys
-depends on the start (``blocks.Multistep``): with the references' first-order start both forms
-converge at order 2 and the upstream form is slightly *more* accurate (error ratio upstream/exact 0.8
-at 16-256 steps on the wide Gaussian of tests/test_orders.py); with ``warmup="rk"`` the exact form
-reaches order 3 and the ratio is 0.2, 1.2, 3.1, 6.9, 14.6 at 16, 32, 64, 128, 256 steps (on the
-Gaussian of tests/test_peers.py, either start: 0.4, 0.8, 2.2, 5.1, 10.7).  The gain is asymptotic:
-below about 32 Karras steps the upstream weight is as good or better.
-
-A step to sigma = 0 (h = inf) is x = D_s: the higher-order terms divide by h.  The noise of an SDE
-step is one ``ctx.randn_like`` draw, as k-diffusion's ``noise_sampler(sigma_s, sigma_t)``.
-
-Parity (tests/test_parity.py): k-diffusion ``sample_dpmpp_2m``, ``_2m_sde`` (both solver types),
-``_3m_sde`` (``third_order="upstream"``), ``_2s_ancestral`` to ~1e-15; diffusers
-``DPMSolverMultistepScheduler`` (dpmsolver++ orders 2-3, sde-dpmsolver++) to ~1e-7, because its
-``step`` casts the sample to float32.  Conventions: diffusers lowers the last two orders only below
-15 steps (always the last one when its grid ends at zero), DPM-Solver below 10; ``lower_order_final``
-here applies whenever it is on.
+the derivatives estimated from the history (``DPMSolverPPMultistep.combine``).  The references weight the
+third-order D'' term by half its value (order 2); ``third_order="exact"`` (default) corrects it,
+``"upstream"`` reproduces them bit for bit (docs/solver-notes.md).  A step to sigma = 0 is x = D_s.
+Parity with k-diffusion and diffusers ``DPMSolverMultistepScheduler``: tests/test_parity.py.
 """
 
 from __future__ import annotations
@@ -97,8 +64,14 @@ class DPMPP2S(ExponentialRK):
 
 
 class DPMSolverPPMultistep(Multistep):
-    """The multistep update of the module docstring; ``eta`` > 0 makes it the SDE solver.
-    ``warmup="rk"`` (eta = 0 only) starts order 3 with one DPM-Solver++(2S) step (``blocks.Multistep``)."""
+    """The multistep update of the module docstring; ``eta`` > 0 makes it the SDE solver.  From the history
+    D_0 = D_s, D_1, D_2 at lambda_s - h_0, lambda_s - h_0 - h_1 (r_k = h_k / h), d1_k = (D_k - D_{k+1}) / r_k:
+
+        order 2:  h D' ~ d1_0, weighted (1 - e^{-h_eta}) / 2 ("midpoint", DPM-Solver++(2M)) or slope_weight ("heun")
+        order 3:  h D' ~ d1_0 + (d1_0 - d1_1) r_0 / (r_0 + r_1),   h^2 D'' / 2 ~ (d1_0 - d1_1) / (r_0 + r_1)
+
+    ``warmup="rk"`` (eta = 0 only) starts order 3 with one DPM-Solver++(2S) step (``blocks.Multistep``).
+    """
 
     noise_off = {"eta": 0.0}
 
@@ -172,7 +145,7 @@ class DPMPP2M(DPMSolverPPMultistep):
 
         x_t = (sigma_t/sigma_s) x + (1 - e^{-h}) [(1 + 1/(2 r)) D_i - 1/(2 r) D_{i-1}],  r = h_{i-1} / h
 
-    (``solver_type="midpoint"``; ``"heun"``: phi2(h) (D_i - D_{i-1}) / r in place of the midpoint term).
+    (``solver_type="midpoint"``; ``"heun"``: slope_weight(h) (D_i - D_{i-1}) / r in place of the midpoint term).
     First step and (``lower_order_final``, default) last step first order; a step to 0 is x = D.  NFE = N.
     """
 
@@ -199,7 +172,7 @@ class DPMPP2MSDE(DPMSolverPPMultistep):
 
         x_t = (sigma_t/sigma_s) e^{-eta h} x + (1 - e^{-h_eta}) D_i + c (D_i - D_{i-1}) / r
               + s_noise sigma_t sqrt(1 - e^{-2 eta h}) z,
-        c = (1 - e^{-h_eta})/2 ("midpoint") or phi2(h_eta) ("heun"),  h_eta = (1 + eta) h.
+        c = (1 - e^{-h_eta})/2 ("midpoint") or slope_weight(h_eta) ("heun"),  h_eta = (1 + eta) h.
 
     eta = 0 is DPM-Solver++(2M).  ``lower_order_final`` is off by default (as k-diffusion: only the step
     to 0, x = D, is first order).  NFE = N.
@@ -213,7 +186,7 @@ class DPMPP2MSDE(DPMSolverPPMultistep):
 @register
 class DPMPP3MSDE(DPMSolverPPMultistep):
     """DPM-Solver++(3M) SDE (k-diffusion ``sample_dpmpp_3m_sde``): the 3M update with h_eta = (1 + eta) h
-    and noise s_noise sigma_t sqrt(1 - e^{-2 eta h}) z; warm-up order-2 step "heun" (phi2), as k-diffusion.
+    and noise s_noise sigma_t sqrt(1 - e^{-2 eta h}) z; warm-up order-2 step "heun" (slope_weight), as k-diffusion.
     ``third_order="exact"`` (default) doubles the references' D'' weight (module docstring).
     ``lower_order_final`` off by default (k-diffusion).  NFE = N.
     """
@@ -234,9 +207,9 @@ class RESMultistep(DPMSolverPPMultistep):
     against lambda = -log sigma, h = lambda_t - lambda_s, c_2 = -h_{i-1} / h:
 
         x_t = e^{-h} x_s + h [(phi_1(-h) - phi_2(-h) / c_2) D_i + (phi_2(-h) / c_2) D_{i-1}]
-            = (sigma_t/sigma_s) x_s + (1 - e^{-h}) D_i + phi2(h) (D_i - D_{i-1}) / r,   r = h_{i-1} / h,
+            = (sigma_t/sigma_s) x_s + (1 - e^{-h}) D_i + slope_weight(h) (D_i - D_{i-1}) / r,   r = h_{i-1} / h,
 
-    phi_1(z) = (e^z - 1)/z, phi_2(z) = (phi_1(z) - 1)/z (h phi_2(-h) = phi2(h) of ``blocks.phi2``): the
+    phi_1(z) = (e^z - 1)/z, phi_2(z) = (phi_1(z) - 1)/z (h phi_2(-h) = ``blocks.slope_weight(h)``): the
     DPM-Solver++(2M) update with ``solver_type="heun"`` and ``lower_order_final`` off, bit for bit.  The
     first step is Euler, a step to sigma = 0 is x = D.  Order 2.  NFE = N.
     """

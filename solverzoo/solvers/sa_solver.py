@@ -1,32 +1,16 @@
 """SA-Solver (Xue et al. 2023, "SA-Solver: Stochastic Adams Solver for Fast Sampling of Diffusion
 Models", NeurIPS; code scxue/SA-Solver, diffusers ``SASolverScheduler``), data prediction on x_hat
-against lambda = -log sigma.
+against lambda = -log sigma.  With tau >= 0 (0: the probability-flow ODE, 1: the reverse SDE),
+dx = (1 + tau^2)(D - x) dlambda + tau sqrt(2) sigma dW (their Eq. 7) has the exact solution (Eq. 10)
 
-The SDE family.  With a stochasticity tau >= 0 (tau = 0: the probability-flow ODE, tau = 1: the
-reverse SDE) the variance-controlled diffusion SDE is, in x_hat and lambda (their Eq. 7),
-
-    dx = (1 + tau^2)(D - x) dlambda + tau sqrt(2) sigma dW,
-
-whose exact solution over a step h = lambda_t - lambda_s (their Eq. 10) is
-
-    x_t = e^{-tau^2 h} (sigma_t / sigma_s) x_s + (1 + tau^2) int_{lambda_s}^{lambda_t} e^{-(1+tau^2)(lambda_t - l)} D(l) dl
+    x_t = e^{-tau^2 h} (sigma_t/sigma_s) x_s + int e^{-(1+tau^2)(lambda_t - l)} (1 + tau^2) D(l) dl
           + sigma_t sqrt(1 - e^{-2 tau^2 h}) z.
 
-SA-Predictor (stochastic Adams-Bashforth, their Eq. 14): D is replaced by its Lagrange
-interpolation through the last p model values D_i, D_{i-1}, ... at lambda_i, lambda_{i-1}, ...;
-SA-Corrector (stochastic Adams-Moulton, Eq. 15): the same with the new value D_t (made at the
-predicted x_t, the next step's model call: no extra NFE) among c nodes, from the same x_s and the
-same noise z.  The weights w_j = (1 + tau^2) int e^{-(1+tau^2)(lambda_t - l)} L_j(l) dl are
-``blocks.exponential_lagrange_weights``.  As diffusers (and the paper's code, "similar to UniPC"),
-order-2 predictor and corrector weights get a correction that keeps their order: with
-k = 1 + tau^2, the predictor adds k [h^2/2 - (k h - 1 + e^{-k h}) / k^2] / (lambda_i - lambda_{i-1})
-(D_i - D_{i-1}) and the corrector k [h/2 - (k h - 1 + e^{-k h}) / (k^2 h)] (D_t - D_i).
-
-tau(sigma) is piecewise constant, ``eta`` inside [tau_sigma_min, tau_sigma_max], 0 outside, evaluated at
-the step's start.  diffusers' default tau_func is 1 for the integer timesteps 200..800 of the linear-beta VP
-schedule; the defaults 0.72 and 25.74 separate sigma(199) = 0.7193 < 0.72 < sigma(200) = 0.7236 and
-sigma(800) = 25.736 < 25.74 < sigma(801) = 25.945, so that on diffusers' sigmas the default options are
-diffusers' defaults.
+SA-Predictor (Eq. 14) replaces D by its Lagrange interpolation through the last p model values,
+SA-Corrector (Eq. 15) through c values with the new D_t (the next step's call: no extra NFE), from the
+same x_s and z (weights: ``blocks.exponential_lagrange_weights``, diffusers' order-2 correction).  tau = ``eta`` for sigma in [tau_sigma_min, tau_sigma_max] at the step's start,
+0 outside; the defaults 0.72 and 25.74 lie between sigma(199) and sigma(200), sigma(800) and
+sigma(801) of the linear-beta VP schedule: diffusers' default tau_func (1 for timesteps 200..800).
 """
 
 from __future__ import annotations
@@ -88,7 +72,10 @@ class SASolver(Multistep):
 
     def update(self, x_s: Tensor, ds: list[Tensor], nodes: list[float], lam_s: float, lam_t: float, tau: float,
                z, predictor: bool) -> Tensor:
-        """x_t from x_s with D values ``ds`` (newest first) at lambdas ``nodes`` (Eq. 14 / 15)."""
+        """x_t from x_s with D values ``ds`` (newest first) at lambdas ``nodes`` (Eq. 14 / 15).  Order 2 adds, as
+        diffusers, with k = 1 + tau^2: k [h^2/2 - (k h - 1 + e^{-k h}) / k^2] / (lambda_i - lambda_{i-1}) (D_i - D_{i-1})
+        (predictor) or k [h/2 - (k h - 1 + e^{-k h}) / (k^2 h)] (D_t - D_i) (corrector).
+        """
         k, h = 1 + tau * tau, lam_t - lam_s
         w = exponential_lagrange_weights(nodes, lam_s, lam_t, k)
         if len(ds) == 2:  # the order-2 correction of the module docstring
