@@ -76,7 +76,8 @@ class SolverInfo:
         """The largest number of steps (at least ``min_steps``) whose NFE fits the budget."""
         least = 1 if self.adaptive else self.nfe_for_steps(self.min_steps, final)
         if int(nfe) != nfe or nfe < least:
-            on = f" with final={final or self.final!r}" if self.zero_step_calls not in (None, self.calls_per_step) else ""
+            differs = self.zero_step_calls not in (None, self.calls_per_step)
+            on = f" with final={final or self.final!r}" if differs else ""
             raise ValueError(f"solver {self.name!r} needs an NFE budget of at least {least}{on}, got {nfe}")
         return self.min_steps + (int(nfe) - least) // self.calls_per_step
 

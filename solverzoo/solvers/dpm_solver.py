@@ -1,17 +1,16 @@
-"""DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
-Models", arXiv:2211.01095; code LuChengTHU/dpm-solver) in data prediction on x_hat against
-lambda = -log sigma: single-step (2S), multistep (2M, 3M), and the SDE versions (k-diffusion
-``sample_dpmpp_2m_sde`` / ``_3m_sde``).  With h = lambda_t - lambda_s, eta >= 0 (0: the ODE, 1: the reverse
-SDE), h_eta = (1 + eta) h, the exact solution of dx = (1 + eta)(D - x) dlambda + noise and the Taylor
-expansion of D give (Algorithms 1-2 for eta = 0; the eta form of k-diffusion's SDE samplers)
+"""DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models",
+arXiv:2211.01095; code LuChengTHU/dpm-solver), data prediction on x_hat against lambda = -log sigma: single-step
+(2S), multistep (2M, 3M) and SDE versions (k-diffusion ``sample_dpmpp_2m_sde``, ``_3m_sde``).  With h = lambda_t -
+lambda_s, eta >= 0 (0: the ODE, 1: the reverse SDE), h_eta = (1 + eta) h, the exact solution of dx = (1 + eta)
+(D - x) dlambda + noise and the Taylor expansion of D give (Algorithms 1-2 for eta = 0; k-diffusion's eta form)
 
     x_t = (sigma_t/sigma_s) e^{-eta h} x_s + (1 - e^{-h_eta}) D_s + h slope_weight(h_eta) D'
           - h^2 curve_weight(h_eta) D'' + sigma_t sqrt(1 - e^{-2 eta h}) z,
 
-the derivatives estimated from the history (``DPMSolverPPMultistep.combine``).  The references weight the
-third-order D'' term by half its value (order 2); ``third_order="exact"`` (default) corrects it,
-``"upstream"`` reproduces them bit for bit (docs/solver-notes.md).  A step to sigma = 0 is x = D_s.
-Parity with k-diffusion and diffusers ``DPMSolverMultistepScheduler``: tests/test_parity.py.
+the derivatives from the history (``DPMSolverPPMultistep.combine``).  The references give the D'' term
+half its weight (order 2); ``third_order="exact"`` (default) corrects it, ``"upstream"`` reproduces them
+bit for bit (docs/solver-notes.md).  A step to sigma = 0 is x = D_s.  Parity with k-diffusion and
+diffusers ``DPMSolverMultistepScheduler``: tests/test_parity.py.
 """
 
 from __future__ import annotations
@@ -83,7 +82,8 @@ class DPMSolverPPMultistep(Multistep):
         if third_order not in THIRD_ORDER:
             raise ValueError(f"third_order must be 'exact' (order 3) or 'upstream' (the references' weight, order 2), "
                              f"got {third_order!r}")
-        self.eta, self.s_noise, self.solver_type, self.third_order = float(eta), float(s_noise), solver_type, third_order
+        self.eta, self.s_noise = float(eta), float(s_noise)
+        self.solver_type, self.third_order = solver_type, third_order
         super().__init__(**base)
         if self.warmup == "rk" and self.eta > 0:
             raise ValueError(f"{self.name}: warmup='rk' is an ODE start; it needs eta = 0, got eta={self.eta}")

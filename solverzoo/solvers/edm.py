@@ -60,7 +60,8 @@ class Heun(Solver):
                  s_noise: float = 1.0, **base):
         super().__init__(**base)
         check_churn(self.name, s_churn, s_tmin, s_tmax, s_noise)
-        self.s_churn, self.s_tmin, self.s_tmax, self.s_noise = float(s_churn), float(s_tmin), float(s_tmax), float(s_noise)
+        self.s_churn, self.s_tmin, self.s_tmax = float(s_churn), float(s_tmin), float(s_tmax)
+        self.s_noise = float(s_noise)
 
     def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
         """One step of Algorithm 1 from sigma s to t: Euler, then (t > 0) the trapezoidal correction."""

@@ -27,7 +27,8 @@ DDIM_PAPER = "Song, Meng & Ermon 2021, Denoising Diffusion Implicit Models (ICLR
 DPM_SOLVER = "Lu et al. 2022, DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling (NeurIPS)"
 GRADIENT_ESTIMATION = ("Permenter & Yuan 2024, Interpreting and Improving Diffusion Models from an Optimization "
                        "Perspective (ICML), Sec. 5, gradient-estimation sampler; ComfyUI sample_gradient_estimation")
-DPMPP = "Lu et al. 2022, DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models (arXiv:2211.01095)"
+DPMPP = ("Lu et al. 2022, DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models "
+         "(arXiv:2211.01095)")
 
 
 @register
@@ -133,8 +134,9 @@ class DPMPPSDE(Solver):
     stages, sigma_mid = sigma_s^{1-r} sigma_t^r, fac = 1/(2r):
 
         (d_1, u_1) = ancestral_step(sigma_s, sigma_mid, eta),   (d_2, u_2) = ancestral_step(sigma_s, sigma_t, eta)
-        x_2     = (d_1/sigma_s) x + (1 - d_1/sigma_s) D_s + s_noise u_1 N(sigma_s, sigma_mid)
-        x_t     = (d_2/sigma_s) x + (1 - d_2/sigma_s) [(1 - fac) D_s + fac D(x_2; sigma_mid)] + s_noise u_2 N(sigma_s, sigma_t)
+        x_2 = (d_1/sigma_s) x + (1 - d_1/sigma_s) D_s + s_noise u_1 N(sigma_s, sigma_mid)
+        x_t = (d_2/sigma_s) x + (1 - d_2/sigma_s) [(1 - fac) D_s + fac D(x_2; sigma_mid)]
+              + s_noise u_2 N(sigma_s, sigma_t)
 
     N(a, b): normalised increments of one Brownian motion in sigma (``blocks.SigmaBrownian``; the two are
     correlated).  With eta = 1, r = 1/2 the drift is SEEDS-2's, the noise coupling k-diffusion's.  A step to

@@ -51,7 +51,8 @@ class _SigmaAdams(Multistep):
                 out.append([])  # x = D
                 continue
             p = self.step_order(i, steps)
-            out.append(lagrange_weights(sigma[i - p + 1:i + 1][::-1], sigma[i], sigma[i + 1], log=self.log_interpolation))
+            nodes = sigma[i - p + 1:i + 1][::-1]
+            out.append(lagrange_weights(nodes, sigma[i], sigma[i + 1], log=self.log_interpolation))
         return out
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
@@ -76,7 +77,8 @@ class LMS(_SigmaAdams):
     """Linear multistep (Adams-Bashforth) on dx/dsigma = eps, variable step (k-diffusion
     ``sample_lms``; Karras et al. 2022's ODE, Eq. 4):
 
-        x_{i+1} = x_i + sum_{j<p} eps_{i-j} int_{sigma_i}^{sigma_{i+1}} prod_{k != j} (s - sigma_{i-k}) / (sigma_{i-j} - sigma_{i-k}) ds
+        x_{i+1} = x_i + sum_{j<p} eps_{i-j} int_{sigma_i}^{sigma_{i+1}} prod_{k != j} (s - sigma_{i-k})
+                                                                      / (sigma_{i-j} - sigma_{i-k}) ds
 
     p = min(order, i + 1), order <= 4 (default 4, as k-diffusion).  The step to sigma = 0 is a full-order
     step (the polynomial integrates to 0 without trouble).  k-diffusion integrates with

@@ -1,16 +1,16 @@
-"""SA-Solver (Xue et al. 2023, "SA-Solver: Stochastic Adams Solver for Fast Sampling of Diffusion
-Models", NeurIPS; code scxue/SA-Solver, diffusers ``SASolverScheduler``), data prediction on x_hat
-against lambda = -log sigma.  With tau >= 0 (0: the probability-flow ODE, 1: the reverse SDE),
-dx = (1 + tau^2)(D - x) dlambda + tau sqrt(2) sigma dW (their Eq. 7) has the exact solution (Eq. 10)
+"""SA-Solver (Xue et al. 2023, "SA-Solver: Stochastic Adams Solver for Fast Sampling of Diffusion Models", NeurIPS;
+code scxue/SA-Solver, diffusers ``SASolverScheduler``), data prediction, x_hat against lambda = -log sigma.  With
+tau >= 0 (0: the ODE, 1: the reverse SDE), dx = (1 + tau^2)(D - x) dlambda + tau sqrt(2) sigma dW (Eq. 7) has (Eq. 10)
 
     x_t = e^{-tau^2 h} (sigma_t/sigma_s) x_s + int e^{-(1+tau^2)(lambda_t - l)} (1 + tau^2) D(l) dl
           + sigma_t sqrt(1 - e^{-2 tau^2 h}) z.
 
 SA-Predictor (Eq. 14) replaces D by its Lagrange interpolation through the last p model values,
 SA-Corrector (Eq. 15) through c values with the new D_t (the next step's call: no extra NFE), from the
-same x_s and z (weights: ``blocks.exponential_lagrange_weights``, diffusers' order-2 correction).  tau = ``eta`` for sigma in [tau_sigma_min, tau_sigma_max] at the step's start,
-0 outside; the defaults 0.72 and 25.74 lie between sigma(199) and sigma(200), sigma(800) and
-sigma(801) of the linear-beta VP schedule: diffusers' default tau_func (1 for timesteps 200..800).
+same x_s and z (weights: ``blocks.exponential_lagrange_weights``, diffusers' order-2 correction).
+tau = ``eta`` for sigma in [tau_sigma_min, tau_sigma_max] at the step's start, 0 outside; the defaults
+fall between sigma(199) = 0.7193 < 0.72 < sigma(200) = 0.7236 and sigma(800) = 25.736 < 25.74 <
+sigma(801) = 25.945 (linear-beta VP): diffusers' default tau_func, 1 for timesteps 200..800.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class SASolver(Multistep):
                              f"{corrector_order}")
         if not eta >= 0 or not s_noise >= 0 or not 0 <= tau_sigma_min <= tau_sigma_max:
             raise ValueError(f"sa_solver needs eta >= 0, s_noise >= 0 and 0 <= tau_sigma_min <= tau_sigma_max; got "
-                             f"eta={eta}, s_noise={s_noise}, tau_sigma_min={tau_sigma_min}, tau_sigma_max={tau_sigma_max}")
+                             f"eta={eta}, s_noise={s_noise}, tau_sigma_min={tau_sigma_min}, "
+                             f"tau_sigma_max={tau_sigma_max}")
         self.corrector_order, self.eta, self.s_noise = int(corrector_order), float(eta), float(s_noise)
         self.tau_sigma_min, self.tau_sigma_max = float(tau_sigma_min), float(tau_sigma_max)
         super().__init__(**base)
@@ -73,8 +74,8 @@ class SASolver(Multistep):
     def update(self, x_s: Tensor, ds: list[Tensor], nodes: list[float], lam_s: float, lam_t: float, tau: float,
                z, predictor: bool) -> Tensor:
         """x_t from x_s with D values ``ds`` (newest first) at lambdas ``nodes`` (Eq. 14 / 15).  Order 2 adds, as
-        diffusers, with k = 1 + tau^2: k [h^2/2 - (k h - 1 + e^{-k h}) / k^2] / (lambda_i - lambda_{i-1}) (D_i - D_{i-1})
-        (predictor) or k [h/2 - (k h - 1 + e^{-k h}) / (k^2 h)] (D_t - D_i) (corrector).
+        diffusers, with k = 1 + tau^2, k [h^2/2 - (k h - 1 + e^{-k h}) / k^2] / (lambda_i - lambda_{i-1})
+        (D_i - D_{i-1}) (predictor) or k [h/2 - (k h - 1 + e^{-k h}) / (k^2 h)] (D_t - D_i) (corrector).
         """
         k, h = 1 + tau * tau, lam_t - lam_s
         w = exponential_lagrange_weights(nodes, lam_s, lam_t, k)

@@ -155,7 +155,8 @@ class PredictorCorrector(_ScoreSDESolver):
                 raise ValueError(f"speed_up must be > 0, got {speed_up}")
             self.fixed_steps = int(base_steps / speed_up)
             if self.fixed_steps < 2:
-                raise ValueError(f"speed_up={speed_up} leaves {self.fixed_steps} of {base_steps} steps; at least 2 are needed")
+                raise ValueError(f"speed_up={speed_up} leaves {self.fixed_steps} of {base_steps} steps; at least 2 "
+                                 f"are needed")
         if base_steps is not None and (int(base_steps) != base_steps or base_steps < 2):
             raise ValueError(f"base_steps must be an integer >= 2, got {base_steps}")
         self.speed_up, self.base_steps = speed_up, base_steps
