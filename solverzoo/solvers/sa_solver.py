@@ -1,6 +1,6 @@
 """SA-Solver (Xue et al. 2023, "SA-Solver: Stochastic Adams Solver for Fast Sampling of Diffusion Models", NeurIPS;
 code scxue/SA-Solver, diffusers ``SASolverScheduler``), data prediction, x_hat against lambda = -log sigma.  With
-tau >= 0 (0: the ODE, 1: the reverse SDE), dx = (1 + tau^2)(D - x) dlambda + tau sqrt(2) sigma dW (Eq. 7) has (Eq. 10)
+tau >= 0 (0: the ODE, 1: the reverse SDE), dx = (1 + tau^2)(D - x) dlambda + tau sqrt(2) sigma dW (Eq. 7) gives (Eq. 10)
 
     x_t = e^{-tau^2 h} (sigma_t/sigma_s) x_s + int e^{-(1+tau^2)(lambda_t - l)} (1 + tau^2) D(l) dl
           + sigma_t sqrt(1 - e^{-2 tau^2 h}) z.
