@@ -7,8 +7,9 @@ module per family holds its solvers: ``edm``, ``fdm``, ``restart``, ``k_diffusio
 ``dpm_solver``, ``multistep`` (LMS, DEIS, iPNDM, UniPC), ``momentum``, ``seeds``, ``sa_solver``,
 ``er_sde``, ``score_sde``, ``preconditioned`` (PDS, TDAS), ``reference``.  A family module imports
 another only to build on its solver (``fdm`` and ``restart`` on EDM Heun, ``momentum`` on
-DPM-Solver++(2M), ``preconditioned`` on the PC sampler) or to cite it (``dpm_solver``).  Adding a solver
-touches one module: a ``@register`` class with its ``info``.
+DPM-Solver++(2M), ``preconditioned`` on the PC sampler) or to cite it (``dpm_solver``).  :mod:`.readable`
+writes the presets that a general class serves as short readable updates.  Adding a solver touches one
+module: a ``@register`` class with its ``info``.
 """
 
 from .base import SOLVERS, Context, Solver, SolverInfo, get_solver, list_solvers, register, solver_info

@@ -339,7 +339,7 @@ class ExponentialRK(ExponentialStages, Solver):
     """Single-step exponential integrators as solvers: a subclass writes ``step(ctx, x, s, t)`` from
     ``step1``/``step2``/``step3`` (:class:`ExponentialStages`; kappa = 2 unless it sets 1); a step to
     sigma = 0 (h = inf) is the denoiser, every scheme's limit.  Budget: ``stages`` calls per step, one for
-    a step to zero (``zero_step_calls=1`` in its info)."""
+    a step to zero (``zero_step_calls=1`` in its info).  Readable forms of SEEDS-1/2/3: ``readable.seeds1`` etc."""
 
     kappa: int = 2
 

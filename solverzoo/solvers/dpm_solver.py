@@ -70,6 +70,7 @@ class DPMSolverPPMultistep(Multistep):
         order 3:  h D' ~ d1_0 + (d1_0 - d1_1) r_0 / (r_0 + r_1),   h^2 D'' / 2 ~ (d1_0 - d1_1) / (r_0 + r_1)
 
     ``warmup="rk"`` (eta = 0 only) starts order 3 with one DPM-Solver++(2S) step (``blocks.Multistep``).
+Readable forms of its presets: ``readable.dpmpp_2m``, ``dpmpp_2m_sde``, ``dpmpp_3m_sde``.
     """
 
     noise_off = {"eta": 0.0}
