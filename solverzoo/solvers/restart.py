@@ -15,6 +15,7 @@ import math
 from torch import Tensor
 
 from ..grids import karras
+from ..processes import EDMProcess
 from .base import Context, SolverInfo, register
 from .edm import EDM, Heun
 
@@ -68,11 +69,12 @@ class Restart(Heun):
                              f"a wider interval")
         return j
 
-    def sub_grid(self, process, t_min: float) -> list[float]:
-        """Karras sigmas from t_max down to t_min (exactly) in ``restart_steps`` steps."""
+    def sub_grid(self, t_min: float) -> list[float]:
+        """Karras sigmas from t_max down to t_min (exactly) in ``restart_steps`` steps (sigmas of the x_hat
+        frame, the same under every process: built on the EDM process)."""
         rho = {key: value for key, value in self.grid_options.items() if key == "rho"}
-        grid = karras(process, self.restart_steps, final="sigma_min", sigma_min=t_min, sigma_max=self.restart_t_max,
-                      **rho)
+        grid = karras(EDMProcess(), self.restart_steps, final="sigma_min", sigma_min=t_min,
+                      sigma_max=self.restart_t_max, **rho)
         return grid.sigma.tolist()[:-1] + [t_min]
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
@@ -84,7 +86,7 @@ class Restart(Heun):
                 break
             x = self.step(ctx, x, sigma[i], sigma[i + 1])
             if i + 1 == j:
-                sub = self.sub_grid(ctx.process, sigma[j])
+                sub = self.sub_grid(sigma[j])
                 for _ in range(self.restarts):
                     x = x + ctx.randn_like(x) * math.sqrt(self.restart_t_max**2 - sigma[j] ** 2)
                     for s, t in zip(sub[:-1], sub[1:]):
