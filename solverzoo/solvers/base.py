@@ -293,7 +293,6 @@ class Solver(metaclass=_SolverType):
     defaults: ClassVar[dict[str, Any]] = {}
     pinned: ClassVar[dict[str, Any]] = {}
     noise_off: ClassVar[dict[str, Any]] = {}  # {option: its value when it adds no noise}
-    fixed_steps: int | None = None  # set by options that fix the step count (e.g. PDS speed_up)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -335,6 +334,11 @@ class Solver(metaclass=_SolverType):
         if isinstance(self.grid, (list, tuple)):
             return "zero" if self.grid[-1] == 0 else "sigma_min"
         return self.final
+
+    @property
+    def fixed_steps(self) -> int | None:
+        """The step count some options fix (an adaptive solver's grid, PDS's ``speed_up``); None otherwise."""
+        return None
 
     def steps_for_nfe(self, nfe: int) -> int:
         """The largest number of steps whose NFE fits the budget (an adaptive solver: its fixed grid)."""

@@ -53,7 +53,11 @@ class ODEAdaptive(Solver):
         if error_norm not in ERROR_NORMS:
             raise ValueError(f"error_norm must be one of {ERROR_NORMS}, got {error_norm!r}")
         self.rtol, self.atol, self.method, self.error_norm = float(rtol), float(atol), method, error_norm
-        self.fixed_steps = 2 if self.final == "zero" else 1
+
+    @property
+    def fixed_steps(self) -> int:
+        """The grid [sigma_max, sigma_min] (+ 0): one interval for the controller, one denoise step to zero."""
+        return 2 if self.final == "zero" else 1
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         from torchdiffeq import odeint

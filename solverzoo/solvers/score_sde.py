@@ -153,10 +153,9 @@ class PredictorCorrector(_ScoreSDESolver):
             base_steps = 2000 if base_steps is None else base_steps
             if not speed_up > 0:
                 raise ValueError(f"speed_up must be > 0, got {speed_up}")
-            self.fixed_steps = int(base_steps / speed_up)
-            if self.fixed_steps < 2:
-                raise ValueError(f"speed_up={speed_up} leaves {self.fixed_steps} of {base_steps} steps; at least 2 "
-                                 f"are needed")
+            if int(base_steps / speed_up) < 2:
+                raise ValueError(f"speed_up={speed_up} leaves {int(base_steps / speed_up)} of {base_steps} steps; at "
+                                 f"least 2 are needed")
         if base_steps is not None and (int(base_steps) != base_steps or base_steps < 2):
             raise ValueError(f"base_steps must be an integer >= 2, got {base_steps}")
         self.speed_up, self.base_steps = speed_up, base_steps
@@ -170,6 +169,11 @@ class PredictorCorrector(_ScoreSDESolver):
 
     def info_changes(self) -> dict:
         return {"calls_per_step": 1 + self.n_corrector}
+
+    @property
+    def fixed_steps(self) -> int | None:
+        """``speed_up`` k fixes N = int(N0 / k) steps."""
+        return None if self.speed_up is None else int(self.base_steps / self.speed_up)
 
     def make_grid(self, process, steps: int):
         """With ``base_steps`` N0 (or ``speed_up`` k), PDS's speed-up semantics: N = int(N0 / k)
