@@ -1,4 +1,4 @@
-"""The machinery every solver shares: metadata and the NFE budget as data (``SolverInfo``),
+"""The machinery every solver shares: what a solver is and its NFE budget as data (``SolverInfo``),
 the options walker (declared once per class: ``__init__`` keywords, ``defaults``, ``pinned``),
 the registry, grids, and the run's ``Context`` (noise and the finished filters that
 ``solverzoo.sampling`` builds).  A solver only writes :meth:`Solver.run`, whose lines are its
@@ -13,6 +13,7 @@ native schedule) and through solvers that discretise in the process's own time
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -28,24 +29,21 @@ from ..preconditioners.build import FilterSpec
 from ..registry import Registry, check_options
 
 __all__ = ["SolverInfo", "Solver", "Context", "SOLVERS", "register", "get_solver", "list_solvers", "solver_info",
-           "declared_options", "resolve_options"]
+           "OptionSpec", "option_specs", "declared_options", "resolve_options", "noise_switches"]
 
 
 @dataclass(frozen=True)
 class SolverInfo:
-    """What a solver is, for ``solverzoo list``, and its NFE budget, as data.
+    """What a solver is (``solverzoo list``) and its NFE budget with the default options, as data.
 
-    Budget: a step between two positive sigmas costs ``calls_per_step`` model calls; a step
-    that ends at sigma = 0 costs ``zero_step_calls`` (None: the same; 1 where that step is the
-    denoise x = D, e.g. EDM Heun skips its correction there: NFE = 2N - 1); ``extra_calls`` are
-    made once per run (a final denoise).  A run has at least ``min_steps`` steps.  ``adaptive``:
-    a step controller sets the cost (the budget is accepted and ignored; the NFE is counted).
-    Options that change these (a corrector count, stages, a final denoise) give the solver
-    instance its own copy (``dataclasses.replace``).
-    ``preconditioning``: which operators of a preconditioner the solver applies
-    ("noise": M z on every Gaussian draw, TDAS; "drift": M M^T on the score, PDS).
-    ``order`` is the convergence order the default options reach on the Gaussian's exact flow
-    (tests/test_orders.py); ``order_note`` says why it is below the formula's nominal order.
+    Budget: a step between two positive sigmas costs ``calls_per_step`` model calls, a step to
+    sigma = 0 ``zero_step_calls`` (None: the same; 1 where that step is the denoise x = D:
+    EDM Heun's NFE = 2N - 1); ``extra_calls`` are made once per run; a run has at least
+    ``min_steps`` steps.  ``adaptive``: a step controller sets the cost (counted, not budgeted).
+    ``preconditioning``: the operators of a preconditioner the solver applies ("noise": M z on
+    every draw; "drift": M M^T on the score).  ``order``: the convergence order reached on the
+    Gaussian's exact flow (tests/test_orders.py); ``order_note``: why it is below the formula's.
+    Options that change a field are read by :meth:`Solver.info_changes` (``solver.info``).
     """
 
     name: str
@@ -78,7 +76,8 @@ class SolverInfo:
         """The largest number of steps (at least ``min_steps``) whose NFE fits the budget."""
         least = 1 if self.adaptive else self.nfe_for_steps(self.min_steps, final)
         if int(nfe) != nfe or nfe < least:
-            on = f" with final={final or self.final!r}" if self.zero_step_calls not in (None, self.calls_per_step) else ""
+            differs = self.zero_step_calls not in (None, self.calls_per_step)
+            on = f" with final={final or self.final!r}" if differs else ""
             raise ValueError(f"solver {self.name!r} needs an NFE budget of at least {least}{on}, got {nfe}")
         return self.min_steps + (int(nfe) - least) // self.calls_per_step
 
@@ -143,23 +142,70 @@ class Context:
 # --- options: declared once, walked once ---------------------------------------------------------
 
 _REQUIRED = inspect.Parameter.empty
+_TYPE_NAMES = {"float": float, "int": int, "bool": bool, "str": str, "tuple": tuple, "list": list, "dict": dict}
 
 
-def declared_options(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of a solver class: its default (after the classes' ``defaults``;
+    ``inspect.Parameter.empty`` if required), its annotation as written in the ``__init__`` that
+    declares it ("" if none), and that class's name."""
+
+    name: str
+    default: Any
+    annotation: str
+    owner: str
+
+    @property
+    def types(self) -> tuple[type, ...]:
+        """The types the annotation names (float, int, bool, str, tuple, list, dict; None left out),
+        or the default's type when the annotation names none of them."""
+        names = [part.strip().split("[")[0] for part in self.annotation.split("|")]
+        found = tuple(_TYPE_NAMES[n] for n in names if n in _TYPE_NAMES)
+        if found:
+            return found
+        return () if self.default is None or self.default is _REQUIRED else (type(self.default),)
+
+    @property
+    def optional(self) -> bool:
+        """None is a valid value (annotated ``| None`` or defaulting to None)."""
+        return self.default is None or "None" in self.annotation.replace(" ", "").split("|")
+
+
+def option_specs(cls: type) -> tuple[dict[str, OptionSpec], dict[str, Any]]:
     """(options, pinned) of a solver class: every keyword parameter of every ``__init__`` along
-    the MRO with its default (a class's ``defaults`` override it), less the names some class
-    pins (``pinned``: fixed values, not options).  The one walker behind validation,
-    :meth:`Solver.options` and the results file."""
-    options: dict[str, Any] = {}
+    the MRO as an :class:`OptionSpec` (a class's ``defaults`` override its default), less the
+    names some class pins (``pinned``: fixed values, not options).  The one options walker:
+    validation, :meth:`Solver.options` and the results file read it."""
+    specs: dict[str, OptionSpec] = {}
     pinned: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):  # bases first: a subclass overrides
         if "__init__" in vars(klass) and klass is not object:
             for p in inspect.signature(klass.__init__).parameters.values():
                 if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                    options[p.name] = p.default
-        options.update(vars(klass).get("defaults", {}))
+                    annotation = p.annotation if isinstance(p.annotation, str) else (
+                        "" if p.annotation is _REQUIRED else inspect.formatannotation(p.annotation))
+                    specs[p.name] = OptionSpec(p.name, p.default, annotation, klass.__name__)
+        for name, value in vars(klass).get("defaults", {}).items():
+            specs[name] = (dataclasses.replace(specs[name], default=value) if name in specs
+                           else OptionSpec(name, value, "", klass.__name__))
         pinned.update(vars(klass).get("pinned", {}))
-    return {k: v for k, v in options.items() if k not in pinned}, pinned
+    return {k: v for k, v in specs.items() if k not in pinned}, pinned
+
+
+def declared_options(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options, pinned) of a solver class as {name: default} (:func:`option_specs`)."""
+    specs, pinned = option_specs(cls)
+    return {k: spec.default for k, spec in specs.items()}, pinned
+
+
+def noise_switches(cls: type) -> dict[str, Any]:
+    """{option: the value at which it adds no noise} of a solver class, merged along the MRO
+    (``noise_off``); pinned options keep their entry (their fixed value then decides)."""
+    switches: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        switches.update(vars(klass).get("noise_off", {}))
+    return switches
 
 
 def resolve_options(cls: type, given: dict[str, Any]) -> dict[str, Any]:
@@ -216,6 +262,20 @@ class _SolverType(type):
         return super().__call__(**resolve_options(cls, options))
 
 
+class _DeclaredInfo:
+    """``Cls.info`` is the declared :class:`SolverInfo`; ``solver.info`` is the same with the fields
+    this solver's options change (:meth:`Solver.info_changes`), computed on each access."""
+
+    def __init__(self, declared: SolverInfo):
+        self.declared = declared
+
+    def __get__(self, solver: Solver | None, owner: type) -> SolverInfo:
+        if solver is None:
+            return self.declared
+        changes = solver.info_changes()
+        return dataclasses.replace(self.declared, **changes) if changes else self.declared
+
+
 class Solver(metaclass=_SolverType):
     """Base class.  Subclasses set ``info`` and write ``run(ctx, x) -> x``.
 
@@ -225,23 +285,31 @@ class Solver(metaclass=_SolverType):
     Solver-specific options are keyword parameters of a class's ``__init__``, stored as
     attributes of the same name.  A class changes an inherited default in ``defaults`` and
     fixes an inherited option in ``pinned`` (then it is not an option of that class).
+    Options that change the budget or the order are read by :meth:`info_changes`; options that
+    add noise are declared in ``noise_off`` (:attr:`stochastic`).
     """
 
     info: ClassVar[SolverInfo]
     defaults: ClassVar[dict[str, Any]] = {}
     pinned: ClassVar[dict[str, Any]] = {}
-    fixed_steps: int | None = None  # set by options that fix the step count (e.g. PDS speed_up)
+    noise_off: ClassVar[dict[str, Any]] = {}  # {option: its value when it adds no noise}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if isinstance(vars(cls).get("info"), SolverInfo):
+            cls.info = _DeclaredInfo(vars(cls)["info"])
 
     def __init__(self, grid: str | list[float] | None = None, final: str | None = None,
                  grid_options: dict[str, Any] | None = None, preconditioner=None):
+        info = type(self).info
         if final is not None and final not in FINALS:
             raise ValueError(f"unknown final step {final!r}; choose one of {', '.join(FINALS)}")
-        self.grid = None if grid == "native" else (self.info.grid if grid is None else grid)
-        self.final = final or self.info.final
+        self.grid = None if grid == "native" else (info.grid if grid is None else grid)
+        self.final = final or info.final
         self.grid_options = dict(grid_options or {})
-        if preconditioner is not None and not self.info.preconditioning:
+        if preconditioner is not None and not info.preconditioning:
             raise ValueError(
-                f"solver {self.info.name!r} cannot use a preconditioner (it adds no noise and does not "
+                f"solver {info.name!r} cannot use a preconditioner (it adds no noise and does not "
                 f"precondition its drift); stochastic solvers accept TDAS noise filters, pds also drift filters"
             )
         if isinstance(preconditioner, str) and preconditioner != "tdas" and not os.path.exists(preconditioner):
@@ -249,13 +317,28 @@ class Solver(metaclass=_SolverType):
                              f"a filter file (.npz), or an operator")
         self.preconditioner = preconditioner
 
+    @property
+    def name(self) -> str:
+        """The registered name (``info.name``)."""
+        return type(self).info.name
+
     # --- budgets: the data in ``info`` --------------------------------------------------------
+    def info_changes(self) -> dict[str, Any]:
+        """The ``SolverInfo`` fields (budget, order) whose values this solver's options change;
+        ``solver.info`` is the declared info with these replaced.  None by default."""
+        return {}
+
     @property
     def final_step(self) -> str:
         """How this solver's grids end: "zero" or "sigma_min" (an explicit grid says by its last sigma)."""
         if isinstance(self.grid, (list, tuple)):
             return "zero" if self.grid[-1] == 0 else "sigma_min"
         return self.final
+
+    @property
+    def fixed_steps(self) -> int | None:
+        """The step count some options fix (an adaptive solver's grid, PDS's ``speed_up``); None otherwise."""
+        return None
 
     def steps_for_nfe(self, nfe: int) -> int:
         """The largest number of steps whose NFE fits the budget (an adaptive solver: its fixed grid)."""
@@ -310,7 +393,12 @@ class Solver(metaclass=_SolverType):
 
     @property
     def stochastic(self) -> bool:
-        return self.info.kind == "sde"
+        """Whether a run draws noise: some option of ``noise_off`` is away from its off value; a
+        class that declares none is stochastic when its kind is "sde"."""
+        switches = noise_switches(type(self))
+        if not switches:
+            return type(self).info.kind == "sde"
+        return any(getattr(self, option) != off for option, off in switches.items())
 
     # --- options ------------------------------------------------------------------------------
     def option_values(self) -> dict[str, Any]:
