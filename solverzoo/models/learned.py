@@ -99,12 +99,19 @@ class DenoiserModel(Model):
         if isinstance(net, nn.Module):
             net.eval()
 
+    #: keep autograd through the network (``solverzoo.wrap_denoiser``); by default it runs under no_grad
+    keep_grad: bool = False
+    #: keyword arguments passed to every network call (``solverzoo.solve(extra_args=...)``)
+    extra_args: dict = {}
+
     @property
-    def net_dtype(self) -> torch.dtype:
+    def net_dtype(self) -> torch.dtype | None:
+        """The dtype of the network's parameters; None for a network without any (a plain function):
+        it is called in the dtype of the run."""
         if isinstance(self.net, nn.Module):
             for p in self.net.parameters():
                 return p.dtype
-        return torch.float32
+        return None
 
     def to(self, device, dtype=None) -> "DenoiserModel":
         if isinstance(self.net, (nn.Module, torch.jit.ScriptModule)):
@@ -112,10 +119,10 @@ class DenoiserModel(Model):
         return self
 
     def denoise(self, x_hat: Tensor, sigma: Tensor, labels: Tensor | None = None) -> Tensor:
-        dtype = self.net_dtype
-        args = (x_hat.to(dtype), sigma.to(device=x_hat.device, dtype=dtype))
-        with torch.no_grad():
-            out = self.net(*args) if labels is None else self.net(*args, labels)
+        dtype = self.net_dtype or x_hat.dtype
+        args = (x_hat.to(dtype), sigma.to(device=x_hat.device, dtype=dtype)) + (() if labels is None else (labels,))
+        with torch.set_grad_enabled(self.keep_grad and torch.is_grad_enabled()):
+            out = self.net(*args, **self.extra_args)
         return out.to(x_hat.dtype)
 
     def describe(self) -> dict:

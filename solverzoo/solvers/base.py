@@ -128,8 +128,11 @@ class Context:
         """M z for a run with a preconditioner (TDAS, PDS); z itself otherwise."""
         return self.preconditioner.noise(z) if self.preconditioner is not None else z
 
-    def randn_like(self, x: Tensor) -> Tensor:
-        """Per-sample Gaussian noise, filtered by the preconditioner (M z) if any."""
+    def randn_like(self, x: Tensor, sigma: float | None = None, sigma_next: float | None = None) -> Tensor:
+        """Per-sample Gaussian noise, filtered by the preconditioner (M z) if any.  ``sigma > sigma_next``,
+        when given, is the interval the draw stands for (the normalised Brownian increment over it, as
+        k-diffusion's ``noise_sampler(sigma, sigma_next)``); the per-sample sources ignore it, a run with a
+        k-diffusion noise sampler (``solverzoo.solve``) asks that sampler for it."""
         if self.noise is None:
             raise RuntimeError("this run has no noise source (an ODE solver asked for noise)")
         return self.precondition_noise(self.noise.randn_like(x))
@@ -254,12 +257,24 @@ def _as_record(value: Any) -> Any:
 class _SolverType(type):
     """``Cls(**options)`` builds a solver from resolved options (:func:`resolve_options`): unknown
     or pinned names are refused naming the valid ones, the class's ``defaults`` and ``pinned``
-    values reach the ``__init__`` that takes them."""
+    values reach the ``__init__`` that takes them.  ``inspect.signature(Cls)`` (and ``help(Cls)``)
+    show those options, keyword-only, with their defaults (:func:`declared_options`)."""
 
     def __call__(cls, *args, **options):
         if args:
             raise TypeError(f"{cls.__name__} takes keyword options only")
+        grid = options.get("grid")
+        if grid is not None and not isinstance(grid, (str, list, tuple)) and hasattr(grid, "tolist"):
+            options["grid"] = [float(v) for v in grid.tolist()]  # a tensor or array of sigmas: the explicit grid
         return super().__call__(**resolve_options(cls, options))
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        options, _ = declared_options(cls)
+        common = declared_options(Solver)[0] if cls is not Solver else {}
+        order = [k for k in options if k not in common] + [k for k in options if k in common]  # its own first
+        return inspect.Signature([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=options[name])
+                                  for name in order])
 
 
 class _DeclaredInfo:
@@ -424,9 +439,24 @@ class Solver(metaclass=_SolverType):
 SOLVERS: Registry[type[Solver]] = Registry("solver")
 
 
-def register(cls: type[Solver]) -> type[Solver]:
-    """Class decorator: add a solver to the registry under ``cls.info.name``."""
-    return SOLVERS.register(cls.info.name, cls)
+def register(cls: type[Solver] | None = None, *, replace: bool = False) -> Any:
+    """Add a solver class to the registry under ``cls.info.name`` (a class decorator, also as
+    ``@register(replace=True)``).  Registering the same class again does nothing; another class
+    under a registered name is refused unless ``replace=True`` (re-running a notebook cell that
+    defines it).  A k-diffusion-style function becomes a class with ``solverzoo.from_k_diffusion``."""
+    if cls is None:
+        return lambda klass: register(klass, replace=replace)
+    if not (isinstance(cls, type) and issubclass(cls, Solver)):
+        hint = (" (a k-diffusion-style sampler function: wrap it with solverzoo.from_k_diffusion(fn, name=...))"
+                if callable(cls) else "")
+        raise TypeError(f"register() takes a Solver subclass, got {cls!r}{hint}")
+    info = vars(cls).get("info", getattr(cls, "info", None))
+    if not isinstance(info, SolverInfo):
+        raise TypeError(f"solver class {cls.__name__} needs an `info = SolverInfo(name=..., ...)` class attribute")
+    if SOLVERS.get(info.name) is cls:
+        return cls
+    SOLVERS.register(info.name, cls, replace=replace)
+    return cls
 
 
 def list_solvers() -> list[str]:

@@ -201,12 +201,13 @@ def churn(ctx: Context, x: Tensor, sigma: float, steps: int, s_churn: float, s_t
 
 class SigmaBrownian:
     """A Brownian motion W(sigma) on decreasing sigma, started at W(start) = 0 and drawn forward:
-    each new point below the lowest one so far costs one fresh draw ``draw()``,
+    each new point below the lowest one so far costs one fresh draw ``draw(last, sigma)`` (the
+    normalised increment over [sigma, last]: ``ctx.randn_like(x, last, sigma)``),
     W(sigma) = W(last) + sqrt(last - sigma) z (independent Gaussian increments: the joint law of
     k-diffusion's BrownianTree at the visited points).  ``increment(a, b)`` is k-diffusion's
     normalised noise (W(b) - W(a)) / sqrt(a - b), a > b."""
 
-    def __init__(self, start: float, draw: Callable[[], Tensor]):
+    def __init__(self, start: float, draw: Callable[[float, float], Tensor]):
         self.draw = draw
         self.points: list[float] = [float(start)]
         self.values: list = [0.0]
@@ -218,7 +219,7 @@ class SigmaBrownian:
         if sigma > last:
             raise ValueError(f"SigmaBrownian draws forward only: sigma={sigma} lies above the lowest point {last} "
                              f"but is not a visited point")
-        self.values.append(self.draw() * math.sqrt(last - sigma) + self.values[-1])
+        self.values.append(self.draw(last, sigma) * math.sqrt(last - sigma) + self.values[-1])
         self.points.append(float(sigma))
         return self.values[-1]
 
