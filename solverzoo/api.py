@@ -34,7 +34,7 @@ from .noise import PATH, NoiseSource
 from .processes import Process
 from .solvers.base import SOLVERS, Context, Solver, declared_options
 
-__all__ = ["solve", "wrap_denoiser", "SolveInfo", "SolveContext", "calls_by_step"]
+__all__ = ["solve", "wrap_denoiser", "get_sigmas", "SolveInfo", "SolveContext", "calls_by_step"]
 
 #: solve()'s own keyword arguments (told apart from solver options in error messages)
 SOLVE_KEYWORDS = ("solver", "extra_args", "callback", "noise", "grad", "return_info")
@@ -52,6 +52,17 @@ class SolveInfo:
     steps: int
     sigmas: list[float]
     options: dict = field(default_factory=dict)
+
+
+def get_sigmas(grid: str, steps: int, process: str | Process = "edm", final: str = "zero", **options: Any) -> Tensor:
+    """The sigmas of a registered grid (``solverzoo.list_grids()``) as a float64 tensor, for :func:`solve`:
+    ``get_sigmas("karras", 10, sigma_min=0.002, sigma_max=80)`` is k-diffusion's ``get_sigmas_karras(10, 0.002,
+    80)`` with its trailing 0 (``final="sigma_min"``: none).  ``process`` gives the default sigma range."""
+    from .grids import make_grid
+    from .processes import get_process
+
+    return make_grid(grid, get_process(process) if isinstance(process, str) else process, steps, final=final,
+                     **options).sigma
 
 
 def wrap_denoiser(denoiser: Any, shape: Sequence[int] | None = None, process: str | Process = "edm", *,
@@ -135,7 +146,7 @@ class _StepWatch:
             return
         self.step = step
         if self.callback is not None:
-            hat = sigma if torch.is_tensor(sigma) else None
+            hat = sigma.reshape(-1)[0] if torch.is_tensor(sigma) else None
             if hat is None:
                 hat = self.sigmas[step] if sigma == self.sigma[step] else self.sigmas.new_tensor(float(sigma))
             self.callback({"x": x, "i": step, "sigma": self.sigmas[step], "sigma_hat": hat, "denoised": denoised})
