@@ -23,13 +23,12 @@ from .solvers import Solver, SolverInfo, get_solver, list_solvers, register, sol
 
 __version__ = "0.1.0"
 
+# research code: solve, wrap_denoiser, get_sigmas, register, from_k_diffusion, load_plugins, Solver, Model;
+# the zoo: get_model, sample (per-sample seeds), evaluate
 __all__ = [
-    # research code: run any solver on your own denoiser and sigmas, bring your own sampler
-    "solve", "wrap_denoiser", "SolveInfo", "register", "from_k_diffusion", "load_plugins", "Solver", "SolverInfo",
-    "Model", "Grid", "get_sigmas", "make_grid", "from_sigmas", "list_grids",
-    # the zoo: models, sampling with per-sample seeds, scoring
-    "SampleResult", "evaluate", "get_model", "get_process", "get_solver", "list_models", "list_processes",
-    "list_solvers", "sample", "solver_info",
+    "Grid", "Model", "SampleResult", "SolveInfo", "Solver", "SolverInfo", "evaluate", "from_k_diffusion", "from_sigmas",
+    "get_model", "get_process", "get_sigmas", "get_solver", "list_grids", "list_models", "list_processes",
+    "list_solvers", "load_plugins", "make_grid", "register", "sample", "solve", "solver_info", "wrap_denoiser",
 ]
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import bisect
 import copy
 import difflib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -34,7 +35,7 @@ from .noise import PATH, NoiseSource
 from .processes import Process
 from .solvers.base import SOLVERS, Context, Solver, declared_options
 
-__all__ = ["solve", "wrap_denoiser", "get_sigmas", "SolveInfo", "SolveContext", "calls_by_step"]
+__all__ = ["SolveContext", "SolveInfo", "calls_by_step", "get_sigmas", "solve", "wrap_denoiser"]
 
 #: solve()'s own keyword arguments (told apart from solver options in error messages)
 SOLVE_KEYWORDS = ("solver", "extra_args", "callback", "noise", "grad", "return_info")

@@ -24,7 +24,8 @@ is ``dpm2`` with ``eta=1``, ``sample_dpmpp_2s_ancestral`` is ``dpmpp_2s`` with `
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 
@@ -106,6 +107,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(samplers()))
 
 
-__all__ = ["K_DIFFUSION_NAMES", "sampler", "samplers", *samplers()]
+__all__ = ["K_DIFFUSION_NAMES", "sampler", "samplers"]
+__all__.extend(samplers())
 # the solvers known at import time are module attributes too (``from solverzoo.k_diffusion import *``)
 globals().update({name: _build(name) for name in samplers()})

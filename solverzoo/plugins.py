@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -115,7 +116,7 @@ def load_plugins(group: str = ENTRY_POINT_GROUP) -> list[str]:
         where += f", from {dist.name})" if dist is not None and getattr(dist, "name", None) else ")"
         try:
             obj = entry.load()
-        except Exception as err:  # a plugin's import can fail in any way; it must not stop the command line
+        except Exception as err:  # noqa: BLE001  (a plugin's import can fail in any way; it must not stop the command line)
             problems.append(f"{where} failed to import: {type(err).__name__}: {err}")
             continue
         if not (isinstance(obj, type) and issubclass(obj, Solver)):

@@ -11,10 +11,9 @@ import torch
 
 import solverzoo
 import solverzoo.k_diffusion as zoo_kd
-from solverzoo.solvers import SOLVERS
 
 k_sampling = pytest.importorskip("k_diffusion.sampling", reason="needs k-diffusion (pip install '.[parity]')")
-from test_parity import N, BrownianNoiseSampler, initial, karras_sigmas  # noqa: E402
+from test_parity import BrownianNoiseSampler, N, initial, karras_sigmas
 
 TOL = 1e-10
 STEPS = 8

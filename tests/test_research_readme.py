@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 import solverzoo
@@ -16,7 +16,7 @@ from solverzoo.plugins import ENTRY_POINT_GROUP
 from solverzoo.solvers import SOLVERS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-RECIPE = re.compile(r"<!-- recipe: (?P<name>[\w-]+) -->\s*```(?P<lang>\w+)\n(?P<code>.*?)```", re.S)
+RECIPE = re.compile(r"<!-- recipe: (?P<name>[\w-]+) -->\s*```(?P<lang>\w+)\n(?P<code>.*?)```", re.DOTALL)
 
 
 def recipes() -> dict[str, tuple[str, str]]:
@@ -46,7 +46,7 @@ def test_own_denoiser_k_diffusion_and_plugin_recipes_run(registry):
     exec(found["k-diffusion"][1], namespace)  # noqa: S102
     assert torch.isfinite(namespace["x0"]).all()
     exec(found["plugin"][1], namespace)  # noqa: S102
-    exec(found["plugin"][1], namespace)  # a notebook cell run twice
+    exec(found["plugin"][1], namespace)  # noqa: S102  (a notebook cell run twice)
     ours = solverzoo.solve(namespace["denoiser"], namespace["x"], namespace["sigmas"], "my_euler")
     euler = solverzoo.solve(namespace["denoiser"], namespace["x"], namespace["sigmas"], "euler")
     torch.testing.assert_close(ours, euler, rtol=0, atol=1e-12)

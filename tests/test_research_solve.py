@@ -161,7 +161,7 @@ def test_every_solver_counts_its_budget_and_calls_back_once_per_step(image_model
     assert not out.requires_grad and torch.isfinite(out).all()  # grad=False: never requires grad
     solver = SOLVERS[name](grid=sigmas.tolist())
     if solver.adaptive:
-        assert info.nfe > 0 and [c["i"] for c in seen][0] == 0
+        assert info.nfe > 0 and seen[0]["i"] == 0
         return
     grid = solver.make_grid(image_model.process, 8)
     assert info.nfe == solver.nfe_for_steps(8) == sum(calls_by_step(solver, grid)) + (

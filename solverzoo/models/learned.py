@@ -96,13 +96,10 @@ class DenoiserModel(Model):
         self.default_feature = default_feature
         self.meta = dict(meta or {})
         self.num_classes = int(getattr(net, "num_classes", 0) or 0)  # > 0: net(x, sigma, labels)
+        self.keep_grad = False  # True: autograd through the network (solverzoo.wrap_denoiser); else no_grad
+        self.extra_args: dict = {}  # keyword arguments of every network call (solverzoo.solve(extra_args=...))
         if isinstance(net, nn.Module):
             net.eval()
-
-    #: keep autograd through the network (``solverzoo.wrap_denoiser``); by default it runs under no_grad
-    keep_grad: bool = False
-    #: keyword arguments passed to every network call (``solverzoo.solve(extra_args=...)``)
-    extra_args: dict = {}
 
     @property
     def net_dtype(self) -> torch.dtype | None:

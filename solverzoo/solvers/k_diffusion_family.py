@@ -164,7 +164,7 @@ class DPMPPSDE(Solver):
                 x = d
                 continue
             mid = s ** (1 - self.r) * t**self.r
-            path = SigmaBrownian(s, lambda a, b: ctx.randn_like(x, a, b)) if self.eta > 0 else None
+            path = SigmaBrownian(s, lambda a, b, x=x: ctx.randn_like(x, a, b)) if self.eta > 0 else None
             down, up = ancestral_step(s, mid, self.eta)
             x_2 = x * (down / s) + d * (1 - down / s)
             if path is not None:
