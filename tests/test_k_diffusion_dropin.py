@@ -13,7 +13,7 @@ import solverzoo
 import solverzoo.k_diffusion as zoo_kd
 
 k_sampling = pytest.importorskip("k_diffusion.sampling", reason="needs k-diffusion (pip install '.[parity]')")
-from test_parity import BrownianNoiseSampler, N, initial, karras_sigmas
+from test_parity import BrownianNoiseSampler, N, initial, karras_sigmas  # noqa: E402
 
 TOL = 1e-10
 STEPS = 8

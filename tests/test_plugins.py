@@ -137,6 +137,7 @@ def test_a_broken_plugin_is_named_not_a_traceback(tmp_path):
     assert result.returncode == 0 and "Traceback" not in result.stderr
     assert "skipped plugin 'missing' (no_such_module:Thing, from my-plugin) failed to import: ModuleNotFoundError" \
         in result.stderr
-    assert "plugin 'function' (my_plugin:not_a_solver, from my-plugin) is a function, not a solver class" in result.stderr
+    assert ("plugin 'function' (my_plugin:not_a_solver, from my-plugin) is a function, not a solver class"
+            in result.stderr)
     assert "plugin 'clash'" in result.stderr  # no attribute Clash: an import failure, named
     assert "my_euler" in {row["name"] for row in json.loads(result.stdout)}

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 
 import solverzoo
@@ -50,8 +49,8 @@ def test_own_denoiser_k_diffusion_and_plugin_recipes_run(registry):
     ours = solverzoo.solve(namespace["denoiser"], namespace["x"], namespace["sigmas"], "my_euler")
     euler = solverzoo.solve(namespace["denoiser"], namespace["x"], namespace["sigmas"], "euler")
     torch.testing.assert_close(ours, euler, rtol=0, atol=1e-12)
-    entry = tomllib.loads(found["plugin-entry-point"][1])["project"]["entry-points"]
-    assert list(entry) == [ENTRY_POINT_GROUP] and entry[ENTRY_POINT_GROUP]["my_euler"].endswith(":MyEuler")
+    toml = found["plugin-entry-point"][1]
+    assert f'[project.entry-points."{ENTRY_POINT_GROUP}"]' in toml and 'my_euler = "' in toml and ':MyEuler"' in toml
 
 
 @pytest.mark.skipif(importlib.util.find_spec("solverzoo.diffusers") is None,
