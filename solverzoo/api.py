@@ -246,19 +246,22 @@ def _build_solver(solver: str | Solver, options: dict[str, Any], grid: list[floa
     return check_solver_options(solver, {**options, "grid": grid})
 
 
-def _model_for(denoiser: Any, x: Tensor, extra_args: dict | None) -> tuple[Model, Tensor | None]:
+def _model_for(denoiser: Any, x: Tensor, extra_args: dict | None, grad: bool) -> tuple[Model, Tensor | None]:
     """(model, labels) of a solve() run: a plain callable or network wrapped (:func:`wrap_denoiser`);
     a solverzoo Model moved to ``x``'s device and dtype, ``extra_args={"labels": ...}`` for a
-    class-conditional one."""
+    class-conditional one.  A wrapped network (a checkpoint, ``module:factory``) keeps autograd
+    under ``grad=True`` (a copy of it does: the model itself still runs under no_grad elsewhere)."""
     from .models.learned import DenoiserModel
 
     shape = tuple(x.shape[1:])
     if not isinstance(denoiser, Model):
         return wrap_denoiser(denoiser, shape=shape, extra_args=extra_args), None
-    if isinstance(denoiser, DenoiserModel) and extra_args:
+    if isinstance(denoiser, DenoiserModel) and (extra_args or (grad and not denoiser.keep_grad)):
         model = copy.copy(denoiser)
-        model.extra_args = {**denoiser.extra_args, **extra_args}
-        return model, None
+        model.extra_args = {**denoiser.extra_args, **(extra_args or {})}
+        model.keep_grad = denoiser.keep_grad or bool(grad)
+        denoiser = model
+        extra_args = None
     extra = dict(extra_args or {})
     labels = extra.pop("labels", None)
     if extra:
@@ -319,7 +322,7 @@ def solve(
     nfe, steps = options.pop("nfe", None), options.pop("steps", None)
     built = _build_solver(solver, options, grid_list)
     explicit_grid_steps(built, nfe, steps)
-    model, labels = _model_for(denoiser, x, extra_args)
+    model, labels = _model_for(denoiser, x, extra_args, grad)
     built.check_model(model)
     grid = built.make_grid(model.process, len(grid_list) - 1)
     sigma_tensor = sigmas if torch.is_tensor(sigmas) else torch.tensor(grid_list, dtype=x.dtype, device=x.device)

@@ -135,11 +135,11 @@ def sample(
     if noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise source {noise!r}; choose one of {', '.join(NOISE_KINDS)}")
     solver = get_solver(solver, **solver_options)
-    if isinstance(solver.grid, (list, tuple)):
+    if isinstance(solver.grid, (list, tuple)):  # the grid sets the steps; a budget given must agree with it
         steps = explicit_grid_steps(solver, nfe, steps)
     elif nfe is None and steps is None and solver.fixed_steps is not None:
         steps = solver.fixed_steps
-    if (nfe is None) == (steps is None):
+    elif (nfe is None) == (steps is None):
         raise ValueError("give exactly one of nfe (a budget of model calls) or steps")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")

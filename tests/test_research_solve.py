@@ -132,6 +132,10 @@ def test_seeded_noise_is_per_sample_and_matches_sample(image_model):
     b = solverzoo.solve(image_model, x, sigmas, "dpmpp_sde", noise=torch.Generator().manual_seed(1))
     c = solverzoo.solve(image_model, x, sigmas, "dpmpp_sde", noise=torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
+    torch.manual_seed(4)
+    d = solverzoo.solve(image_model, x, sigmas, "dpmpp_sde")  # noise=None: a seed from torch's generator
+    torch.manual_seed(4)
+    assert torch.equal(d, solverzoo.solve(image_model, x, sigmas, "dpmpp_sde"))
     with pytest.raises(ValueError, match="noise='philox'"):
         solverzoo.solve(image_model, x, sigmas, "dpmpp_sde", noise="philox")
 
@@ -218,6 +222,20 @@ def test_without_grad_nothing_requires_grad(ring):
     out = solverzoo.solve(lambda x, s: net(x), x, sigmas, "heun", grad=True)
     out.sum().backward()
     assert net.weight.grad is not None and x.grad is not None
+
+
+def test_grad_reaches_a_wrapped_network():
+    """A network wrapped as the command line wraps it (no_grad by default) still gets gradients under grad=True."""
+    from solverzoo.models.adapters import wrap_denoiser as cli_wrap
+
+    net = torch.nn.Linear(2, 2).double()
+    model = cli_wrap(lambda x, s: net(x), shape=(2,))
+    sigmas = karras(4)
+    x = start(sigmas, (2,))
+    assert not solverzoo.solve(model, x, sigmas, "heun").requires_grad
+    out = solverzoo.solve(model, x, sigmas, "heun", grad=True)
+    out.sum().backward()
+    assert net.weight.grad is not None and not model.keep_grad  # the caller's model is left as it was
 
 
 def test_wrap_denoiser_speaks_python():
