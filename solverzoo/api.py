@@ -166,8 +166,12 @@ class _SamplerNoise:
 class SolveContext(Context):
     """A :class:`~solverzoo.solvers.base.Context` that reports steps (:class:`_StepWatch`) and, given a
     k-diffusion ``noise_sampler(sigma, sigma_next)``, serves every draw from it: a draw asked for an
-    interval (``ctx.randn_like(x, a, b)``) gets ``noise_sampler(a, b)``, any other the current step's
-    ``noise_sampler(sigmas[i], sigmas[i + 1])``, as k-diffusion's ancestral and SDE samplers ask."""
+    interval (``ctx.randn_like(x, a, b)``: ``dpmpp_sde``'s Brownian sub-steps) gets ``noise_sampler(a, b)``,
+    any other the current step's ``noise_sampler(sigmas[i], sigmas[i + 1])``, as k-diffusion's ancestral
+    and SDE samplers ask.  Solvers that draw several times in one step without naming the intervals
+    (SEEDS' noise chains, restart, the churn of ``heun``/``dpm2``) then ask one interval more than once:
+    a sampler that draws fresh noise at each call (k-diffusion's ``default_noise_sampler``) serves them;
+    a Brownian tree would hand back the same increment, so give those solvers ``noise=seed`` instead."""
 
     def __init__(self, denoiser: CountingDenoiser, grid: Grid, noise, watch: _StepWatch,
                  noise_sampler: NoiseSampler | None = None, preconditioner=None, drift: bool = False):
