@@ -113,6 +113,7 @@ def cli(env: dict, *args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow  # two command-line runs, one a bench with its pathwise reference (~14 s on one core)
 def test_entry_point_plugin_is_listed_and_benches_like_euler(tmp_path):
     env = make_plugin(tmp_path, "my_euler = my_plugin:MyEuler\n")
     listed = cli(env, "list", "--json", cwd=tmp_path)
