@@ -450,7 +450,7 @@ def register(cls: type[Solver] | None = None, *, replace: bool = False) -> Any:
         hint = (" (a k-diffusion-style sampler function: wrap it with solverzoo.from_k_diffusion(fn, name=...))"
                 if callable(cls) else "")
         raise TypeError(f"register() takes a Solver subclass, got {cls!r}{hint}")
-    info = vars(cls).get("info", getattr(cls, "info", None))
+    info = getattr(cls, "info", None)
     if not isinstance(info, SolverInfo):
         raise TypeError(f"solver class {cls.__name__} needs an `info = SolverInfo(name=..., ...)` class attribute")
     if SOLVERS.get(info.name) is cls:
