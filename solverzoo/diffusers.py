@@ -369,6 +369,7 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
         if solver.filter_spec() is not None:
             raise ValueError(f"solver {name!r} uses filters estimated from the model's data (pds, tdas, "
                              f"preconditioner=), which a scheduler has no access to; choose a solver without them")
+        solver.check_model(_Recorder(self.process, 0.0, 1.0))  # the solver's own refusals (e.g. fdm off FDM processes)
         steps = solver.fixed_steps or max(solver.info.min_steps, 3)
         return _plan(solver, solver.make_grid(self.process, steps), self.process)  # refuses x-dependent calls
 

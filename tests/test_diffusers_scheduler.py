@@ -15,6 +15,8 @@ import threading
 import pytest
 import torch
 
+import solverzoo
+
 diffusers = pytest.importorskip("diffusers")
 
 from solverzoo.diffusers import SolverzooScheduler, _plan  # noqa: E402
@@ -30,7 +32,7 @@ BATCH = 2
 SEED = 3
 TOL = 1e-10
 #: solvers the scheduler refuses, and a word of why (adaptive steps, filters from the model's data)
-REFUSED = {"ode_adaptive": "adaptive", "pds": "filters", "tdas": "filters"}
+REFUSED = {"ode_adaptive": "adaptive", "pds": "filters", "tdas": "filters", "fdm": "FDM process"}
 
 
 def tiny_unet(out_channels: int = 1) -> torch.nn.Module:
@@ -77,18 +79,13 @@ def initial_noise() -> torch.Tensor:
 
 
 def zoo_run(model, solver: str, sigmas: list[float], z: torch.Tensor, seed: int | None = None, **options):
-    """The zoo's own sampling of ``model`` with ``solver`` on the explicit grid ``sigmas`` from standard
-    normal ``z`` (x_hat_0 = the solver's prior of z), its noise path from solverzoo's per-sample
-    ``PATH`` streams of ``seed``: (sample, counted NFE).  Written through Context / run; the same
-    call with ``solverzoo.solve(model, solver.prior(...), sigmas, solver, noise=...)`` once it exists."""
-    solver = get_solver(solver, grid=list(sigmas), **options)
-    grid = solver.make_grid(model.process, len(sigmas) - 1)
-    denoiser = CountingDenoiser(model)
-    noise = NoiseSource(seed, range(len(z)), PATH, dtype=z.dtype) if solver.stochastic else None
-    ctx = Context(denoiser, grid, noise)
-    with torch.no_grad():
-        x = solver.run(ctx, solver.prior(ctx, z))
-    return x, denoiser.nfe
+    """``solverzoo.solve`` of ``model`` with ``solver`` on the explicit grid ``sigmas`` from x_hat_0 = the
+    solver's prior of standard normal ``z`` (sigma_0 z; z / s_0 for score_sde on VP), its noise path from
+    the per-sample streams of ``seed``: (sample, counted NFE)."""
+    built = get_solver(solver, grid=list(sigmas), **options)
+    x0 = built.prior(Context(CountingDenoiser(model), built.make_grid(model.process, len(sigmas) - 1), None), z)
+    x, info = solverzoo.solve(model, x0, sigmas, solver, noise=seed, return_info=True, **options)
+    return x, info.nfe
 
 
 def diffusers_loop(unet: CountedUNet, scheduler, z: torch.Tensor, generator=None, start: int = 0, x=None):
