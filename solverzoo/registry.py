@@ -32,18 +32,19 @@ class Registry(Mapping[str, T], Generic[T]):
         self.alternatives = alternatives
         self._entries: dict[str, T] = {}
 
-    def register(self, name: str, entry: T | None = None) -> Any:
-        """Add ``entry`` under ``name``; without ``entry``, a decorator that adds what it decorates."""
+    def register(self, name: str, entry: T | None = None, replace: bool = False) -> Any:
+        """Add ``entry`` under ``name``; without ``entry``, a decorator that adds what it decorates.
+        A name registered twice is refused unless ``replace`` (then the new entry takes its place)."""
         if entry is None:
             def decorator(obj: T) -> T:
-                self.register(name, obj)
+                self.register(name, obj, replace=replace)
                 return obj
 
             return decorator
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} needs a non-empty name, got {name!r}")
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} registered twice")
+        if name in self._entries and not replace:
+            raise ValueError(f"{self.kind} {name!r} registered twice (pass replace=True to replace it)")
         self._entries[name] = entry
         return entry
 

@@ -25,7 +25,7 @@ from .preconditioners.build import FILTER_SEED, FilterSpec
 from .solvers.base import SOLVERS, Context, Solver, declared_options, get_solver
 
 __all__ = ["SampleResult", "sample", "build_solver", "build_filters", "filter_arrays", "save_operator",
-           "resolve_device", "batches"]
+           "explicit_grid_steps", "resolve_device", "batches"]
 
 
 @dataclass
@@ -74,6 +74,20 @@ def batches(start: int, count: int, batch_size: int):
     """Consecutive index ranges [start, start + count) in chunks of batch_size."""
     for lo in range(start, start + count, batch_size):
         yield range(lo, min(lo + batch_size, start + count))
+
+
+def explicit_grid_steps(solver: Solver, nfe: int | None, steps: int | None) -> int:
+    """The step count of a solver built with an explicit grid (a list of sigmas): the grid's own.  An
+    ``nfe`` or ``steps`` that asks for another count is an error (the grid is not resampled)."""
+    grid_steps = len(solver.grid) - 1
+    if steps is not None and int(steps) != grid_steps:
+        raise ValueError(f"steps={steps} conflicts with the explicit grid of {len(solver.grid)} sigmas "
+                         f"({grid_steps} steps); leave steps out or give {grid_steps}")
+    if nfe is not None and not solver.adaptive and solver.steps_for_nfe(nfe) != grid_steps:
+        raise ValueError(f"nfe={nfe} conflicts with the explicit grid of {len(solver.grid)} sigmas: {solver.info.name} "
+                         f"takes {solver.nfe_for_steps(grid_steps)} model calls on its {grid_steps} steps; leave nfe "
+                         f"out or give {solver.nfe_for_steps(grid_steps)}")
+    return grid_steps
 
 
 def _check_option_value(solver: str, key: str, value, default) -> None:
@@ -203,9 +217,11 @@ def sample(
     if noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise source {noise!r}; choose one of {', '.join(NOISE_KINDS)}")
     solver = build_solver(solver, solver_options)
-    if nfe is None and steps is None and solver.fixed_steps is not None:
+    if isinstance(solver.grid, (list, tuple)):  # the grid sets the steps; a budget given must agree with it
+        steps = explicit_grid_steps(solver, nfe, steps)
+    elif nfe is None and steps is None and solver.fixed_steps is not None:
         steps = solver.fixed_steps
-    if (nfe is None) == (steps is None):
+    elif (nfe is None) == (steps is None):
         raise ValueError("give exactly one of nfe (a budget of model calls) or steps")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")

@@ -263,7 +263,7 @@ def test_restart_bad_options():
         with pytest.raises(ValueError):
             get_solver("restart", **options)
     with pytest.raises(ValueError, match="restart_t_max"):
-        solverzoo.sample(GAUSS, "restart", nfe=20, num_samples=1, grid=[80.0, 10.0, 0.5, 0.0], restart_t_min=8.0,
+        solverzoo.sample(GAUSS, "restart", num_samples=1, grid=[80.0, 10.0, 0.5, 0.0], restart_t_min=8.0,
                          restart_t_max=9.0)
 
 

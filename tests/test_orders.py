@@ -132,7 +132,8 @@ def test_constant_step_methods_reach_their_order_on_a_uniform_grid(name, options
 
 
 def test_third_order_weight_measurements():
-    """The corrected D'' weight (2 phi3) against the references' (phi3), warmup="rk": order 3 against 2,
+    """The corrected D'' weight (2 curve_weight) against the references' (curve_weight, their phi_3),
+    warmup="rk": order 3 against 2,
     so the ratio of errors doubles per doubling of steps (measured 3.1, 6.9, 14.6 at 64, 128, 256 steps);
     with the default first-order start both are bounded at order 2 and the ratio stays below 1
     (0.8 on this model)."""

@@ -325,3 +325,18 @@ def test_diffusers_sa_solver(vp_model, monkeypatch, predictor, corrector, tau, l
     ours = ours_on(vp_model, "sa_solver", sigmas, order=predictor, corrector_order=corrector, eta=tau,
                    lower_order_final=lof, tau_sigma_min=s200 * (1 - 1e-9), tau_sigma_max=s800 * (1 + 1e-9))
     assert (ours - theirs).abs().max().item() <= SA_TOL, (ours - theirs).abs().max().item()
+
+
+@pytest.mark.parametrize("steps", [5, 12, 20])
+def test_diffusers_sa_solver_defaults(vp_model, monkeypatch, steps):
+    """sa_solver with every option at its default equals diffusers' SASolverScheduler with its defaults (tau_func
+    1 for timesteps 200..800) on diffusers' sigmas; 5 and 20 steps visit timestep 200 itself."""
+    d = _diffusers()
+    from diffusers.schedulers import scheduling_sasolver
+    scheduler = d.SASolverScheduler()
+    sigmas = prepare(scheduler, steps)
+    noises = iter(path_noises(vp_model, sigmas))
+    monkeypatch.setattr(scheduling_sasolver, "randn_tensor", lambda shape, **kw: next(noises))
+    theirs = run_scheduler(scheduler, vp_model, sigmas)
+    ours = ours_on(vp_model, "sa_solver", sigmas)
+    assert (ours - theirs).abs().max().item() <= SA_TOL * theirs.abs().max().item(), (ours - theirs).abs().max().item()

@@ -71,7 +71,8 @@ def test_convergence_order(name, options, order, n):
 
 
 def test_upstream_third_order_is_second_order():
-    """DPM-Solver / diffusers / k-diffusion weight the D'' term by phi3 instead of 2 phi3: order 2."""
+    """DPM-Solver / diffusers / k-diffusion weight the D'' term by curve_weight (their phi_3) instead of
+    2 curve_weight: order 2."""
     s = slope("dpmpp_3m", 64, third_order="upstream", **NO_LOF)
     assert 1.75 <= s <= 2.3
     assert solverzoo.get_solver("dpmpp_3m", third_order="upstream").info.order == 2

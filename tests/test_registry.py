@@ -58,10 +58,14 @@ def test_register_refuses_duplicates_and_decorates():
     assert reg.build("a", x=3) == 3
     with pytest.raises(ValueError, match=r"unknown option\(s\) y for widget 'a'; valid options: x"):
         reg.build("a", y=3)
-    with pytest.raises(ValueError, match="registered twice"):
-        from solverzoo.solvers import register
+    from solverzoo.solvers import register
 
-        register(SOLVERS["heun"])
+    heun = SOLVERS["heun"]
+    assert register(heun) is heun and SOLVERS["heun"] is heun  # the same class again: nothing happens
+    impostor = type("Heun", (heun,), {})
+    with pytest.raises(ValueError, match=r"solver 'heun' registered twice \(pass replace=True"):
+        register(impostor)
+    assert SOLVERS["heun"] is heun
 
 
 def test_signature_options():

@@ -411,10 +411,10 @@ class OfficialStage3(quiet(SEEDS3)):
         h = math.log(s / t)
         s2, s3 = stage_sigmas(s, t, [c2, c3])
         f_s = self.F(ctx, x, s)
-        f_2 = self.F(ctx, self.L(c2 * h) * x + self.phi1(c2 * h, s2) * f_s, s2)
+        f_2 = self.F(ctx, self.decay(c2 * h) * x + self.f_weight(c2 * h, s2) * f_s, s2)
         coef = (c3 / c2) * (1 + math.expm1(-2 * c2 * h) / (c2 * h))
-        f_3 = self.F(ctx, self.L(c3 * h) * x + self.phi1(c3 * h, s3) * f_s + coef * (f_2 - f_s), s3)
-        return self.L(h) * x + self.phi1(h, t) * f_s + self.phi2(h, t) / (c3 * h) * (f_3 - f_s)
+        f_3 = self.F(ctx, self.decay(c3 * h) * x + self.f_weight(c3 * h, s3) * f_s + coef * (f_2 - f_s), s3)
+        return self.decay(h) * x + self.f_weight(h, t) * f_s + self.df_weight(h, t) / (c3 * h) * (f_3 - f_s)
 
 
 @pytest.mark.parametrize("prediction", ["data", "noise"])

@@ -6,7 +6,7 @@ against the 1797 real digits (solverzoo.metrics.fid.data_reference; the oracle f
 held-out real digits vs the other ones).  Writes JSON and a plot.
 
     python benchmarks/fdm_training/fd_vs_steps.py --run edm=/work/runs/edm --run fdm_edm=/work/runs/fdm_edm \\
-        --solver heun --nfe 19 --num-samples 500 --out benchmarks/fdm_training/fd_vs_steps
+        --solver heun --nfe 19 --num-samples 500 --out benchmarks/fdm_training/results/fd_vs_steps/fd_vs_steps
 """
 
 from __future__ import annotations

@@ -18,16 +18,16 @@ cp "$RUNS/digits_unet_fdm_edm_fp16.pt" "$HERE/models/digits_unet_fdm_edm.pt"
 
 # 2. FD versus training steps (snapshots every 500 iterations), heun at NFE 19 and 35
 python "$HERE/fd_vs_steps.py" --run edm="$RUNS/edm" --run fdm_edm="$RUNS/fdm_edm" --solver heun --nfe 19 35 --repeats 3 \
-    --num-samples 500 --out "$HERE/fd_vs_steps"
+    --num-samples 500 --out "$HERE/results/fd_vs_steps/fd_vs_steps"
 
 # 3. FD versus NFE of the two final (shipped, float16) models under heun, 2 disjoint seed ranges
 solverzoo bench --model solverzoo/checkpoints/digits_unet.pt --solvers heun,euler --nfe 5,7,9,13,19,27,35,59 \
-    --num-samples 500 --repeats 3 --out "$HERE/nfe_edm" --overwrite
+    --num-samples 500 --repeats 3 --out "$HERE/results/nfe_edm" --overwrite
 solverzoo bench --model "$HERE/models/digits_unet_fdm_edm.pt" --solvers heun,euler --nfe 5,7,9,13,19,27,35,59 \
-    --num-samples 500 --repeats 3 --out "$HERE/nfe_fdm_edm" --overwrite
+    --num-samples 500 --repeats 3 --out "$HERE/results/nfe_fdm_edm" --overwrite
 
 # 4. the same at low NFE with the grid's sigma_max lowered to 10 (the denoisers are poor above sigma ~ 20)
 solverzoo bench --model solverzoo/checkpoints/digits_unet.pt --solvers heun --nfe 7,9,13,19 --num-samples 500 \
-    --repeats 3 -o 'heun.grid_options={"sigma_max": 10}' --out "$HERE/nfe_edm_smax10" --overwrite
+    --repeats 3 -o 'heun.grid_options={"sigma_max": 10}' --out "$HERE/results/nfe_edm_smax10" --overwrite
 solverzoo bench --model "$HERE/models/digits_unet_fdm_edm.pt" --solvers heun --nfe 7,9,13,19 --num-samples 500 \
-    --repeats 3 -o 'heun.grid_options={"sigma_max": 10}' --out "$HERE/nfe_fdm_edm_smax10" --overwrite
+    --repeats 3 -o 'heun.grid_options={"sigma_max": 10}' --out "$HERE/results/nfe_fdm_edm_smax10" --overwrite

@@ -2,7 +2,7 @@
 """Solver overhead and noise cost per step against the model call, on one device (CUDA first).
 
 Run through ``benchmarks/gpu/run.sh`` (one command, results in ``$OUT`` or
-``benchmarks/gpu/results/``); see README.md beside this file.
+``benchmarks/gpu/results/<UTC time>/``); see README.md beside this file.
 
 Two measurements:
 
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -75,9 +76,9 @@ def bench_noise(device: torch.device, shapes: list[tuple[int, ...]], reps: int) 
         batch, one = shape[0], shape[1:]
         cpu = NoiseSource(0, range(batch), PATH, device)
         philox = PhiloxNoiseSource(0, range(batch), PATH, device)
-        t_randn = timed(lambda: torch.randn(shape, device=device), device, reps)
-        t_cpu = timed(lambda: cpu.randn(one), device, reps)
-        t_philox = timed(lambda: philox.randn(one), device, reps)
+        t_randn = timed(partial(torch.randn, shape, device=device), device, reps)
+        t_cpu = timed(partial(cpu.randn, one), device, reps)
+        t_philox = timed(partial(philox.randn, one), device, reps)
         row = {"shape": list(shape), "randn_ms": 1e3 * t_randn, "cpu_source_ms": 1e3 * t_cpu,
                "philox_ms": 1e3 * t_philox, "cpu_source_over_randn": t_cpu / t_randn,
                "philox_over_randn": t_philox / t_randn}
@@ -159,9 +160,8 @@ def bench_solvers(device: torch.device, models: list[tuple[str, object, str, int
                     return rows
                 opts = SOLVER_OPTIONS.get(name, {})
 
-                def run():
-                    return solverzoo.sample(model, name, nfe=nfe, num_samples=batch, batch_size=batch, seed=0,
-                                            device=device, noise=noise, **opts)
+                run = partial(solverzoo.sample, model, name, nfe=nfe, num_samples=batch, batch_size=batch, seed=0,
+                              device=device, noise=noise, **opts)
 
                 run()  # warm-up (cuDNN autotuning, lazy init, caches)
                 runs = []
@@ -184,7 +184,8 @@ def bench_solvers(device: torch.device, models: list[tuple[str, object, str, int
                 row = {"model": label, "model_source": source, "batch": batch, "solver": name, "noise": noise,
                        "nfe": runs[0]["nfe"], "steps": runs[0]["steps"], **med, "reps": reps}
                 rows.append(row)
-                print(f"{label:>22} {name:>16} noise={noise:<6} nfe {row['nfe']:>3} steps {row['steps']:>3}: model call "
+                print(f"{label:>22} {name:>16} noise={noise:<6} nfe {row['nfe']:>3} steps {row['steps']:>3}: "
+                      f"model call "
                       f"{row['model_call_ms']:8.3f} ms, overhead/step {100 * row['overhead_per_step']:7.2f}% "
                       f"noise/step {100 * row['noise_per_step']:7.2f}% of a call", flush=True)
     return rows
@@ -216,14 +217,16 @@ def markdown(results: dict) -> str:
               "|---|---|---|---|---|---|---|"]
     for r in results["solvers"]:
         lines.append(f"| {r['model']} ({r['batch']}) | {r['solver']} | {r['noise']} | {r['nfe']} | "
-                     f"{r['model_call_ms']:.3f} | {100 * r['overhead_per_step']:.2f}% | {100 * r['noise_per_step']:.2f}% |")
+                     f"{r['model_call_ms']:.3f} | {100 * r['overhead_per_step']:.2f}% | "
+                     f"{100 * r['noise_per_step']:.2f}% |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (cuda if available)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
+                        help="output folder (default: results/<UTC time>/ beside this file)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--nfe", type=int, default=None, help="NFE budget of every solver run (default 20; quick 6)")

@@ -3,7 +3,7 @@
 set -euo pipefail
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 SZ=${SZ:-.venv/bin/solverzoo}
-OUT=benchmarks/guidance
+OUT=benchmarks/guidance/results
 SOLVERS=euler,heun,dpm2,dpmpp_2s,dpmpp_2m,unipc,dpmpp_3m
 
 # gmm-image conditional (3x32x32, VE, 8 classes): pathwise error to a guided reference solve

@@ -1,4 +1,4 @@
-"""Markdown tables of the guidance suite (benchmarks/guidance/*/results.json), as in README.md.
+"""Markdown tables of the guidance suite (benchmarks/guidance/results/*/results.json), as in README.md.
 
     .venv/bin/python benchmarks/guidance/summarize.py
 """
@@ -9,11 +9,11 @@ import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _load(name: str) -> dict | None:
-    path = HERE / name / "results.json"
+    path = RESULTS / name / "results.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -29,7 +29,7 @@ def table(prefix: str, key: str, fmt: str, weights=(1, 4, 8)) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in solvers:
         cells = [s]
-        for w, r in runs.items():
+        for r in runs.values():
             rows = {row["nfe_requested"]: row for row in r["rows"] if row["solver"] == s}
             for n in nfes:
                 row = rows.get(n)
@@ -44,7 +44,7 @@ def table(prefix: str, key: str, fmt: str, weights=(1, 4, 8)) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
+def main() -> None:
     out = sys.stdout
     out.write("gmm-image conditional, path_rms to the guided heun-511 reference (100 samples)\n\n")
     out.write(table("gmm", "path_rms", ".3g"))
@@ -56,3 +56,7 @@ if __name__ == "__main__":
     out.write(table("digits", "label_accuracy", ".3f"))
     out.write("\ndigits-cond-unet, path_rms to the guided heun-511 reference (100 samples)\n\n")
     out.write(table("digits", "path_rms", ".3g"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,64 +1,117 @@
-"""Candidate metrics on exact vs degraded samples (benchmarks/metric/README.md): unbiased MMD^2 with a
-cubic polynomial (KID), Gaussian and distance (energy) kernel, in the whitened (Sigma^-1/2) and half-whitened
-(Sigma^-1/4) bases; 6 seeds x N = 500 against 2000 exact samples.  Output: candidates.txt.
+"""Candidate metrics on exact vs degraded samples (benchmarks/metric/README.md).
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/metric/candidates.py > benchmarks/metric/candidates.txt
+Unbiased MMD^2 (Gretton et al. 2012, JMLR, eq. 3) with three kernels -- cubic polynomial (KID,
+Binkowski et al. 2018), Gaussian, and distance (energy) -- in the whitened (``Sigma^-1/2``) and
+half-whitened (``Sigma^-1/4``) bases of gmm-image (``solverzoo.metrics.mmd.whitening_map``);
+6 seeds x N = 500 against 2000 exact samples.  Writes its table to stdout, progress to stderr:
+
+    OMP_NUM_THREADS=1 python benchmarks/metric/candidates.py > benchmarks/metric/results/candidates/candidates.txt
 """
-import math, time, torch, numpy as np, sys
-torch.set_num_threads(1)
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+import numpy as np
+import torch
+from measure import blur  # the script beside this one
+
 from solverzoo import get_model
+from solverzoo.metrics.mmd import whitening_map
 from solverzoo.models.gmm_image import GMMImage
-from solverzoo.metrics.kid import whitening_map
-def fftblur(x, s):
-    H, W = x.shape[-2:]
-    fy = torch.fft.fftfreq(H, dtype=torch.float64); fx = torch.fft.rfftfreq(W, dtype=torch.float64)
-    f2 = fy[:,None]**2+fx[None,:]**2
-    return torch.fft.irfft2(torch.fft.rfft2(x.double())*torch.exp(-2*math.pi**2*s**2*f2), s=(H,W))
-def degs(model, x, seed):
-    C, H, W = model.shape
-    m = model.data_mean().reshape(1,C,H,W)
-    g = torch.Generator().manual_seed(1000+seed)
-    return {"exact": x, "blur0.6": fftblur(x,0.6), "blur0.4": fftblur(x,0.4), "sharpen": x + 0.5*(x - fftblur(x,1.0)),
-      "noise0.05": x + 0.05*torch.randn(x.shape, generator=g, dtype=torch.float64),
-      "noise0.1": x + 0.1*torch.randn(x.shape, generator=g, dtype=torch.float64),
-      "contract10": m + 0.9*(x-m), "contract5": m + 0.95*(x-m),
-      "colour0.05": x + torch.tensor([0.05,0.,-0.05],dtype=torch.float64)[None,:,None,None]}
-model = get_model("gmm-image")
-C,H,W = model.shape
-drop = GMMImage(means=model.means[1:], spectrum=model.power_spectrum())
-def stats(gxx, gyy, gxy, nx2, ny2, d):
+
+POWERS = (0.5, 0.25)
+REFERENCE_SEED = 12345
+
+
+def degradations(model, x: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    """Exact samples ``x`` and degraded copies of them (the sets of measure.py, short names)."""
+    m = model.data_mean().reshape(1, *model.shape)
+    g = torch.Generator().manual_seed(1000 + seed)
+    return {
+        "exact": x, "blur0.6": blur(x, 0.6), "blur0.4": blur(x, 0.4),
+        "sharpen": x + 0.5 * (x - blur(x, 1.0)),
+        "noise0.05": x + 0.05 * torch.randn(x.shape, generator=g, dtype=torch.float64),
+        "noise0.1": x + 0.1 * torch.randn(x.shape, generator=g, dtype=torch.float64),
+        "contract10": m + 0.9 * (x - m), "contract5": m + 0.95 * (x - m),
+        "colour0.05": x + torch.tensor([0.05, 0.0, -0.05], dtype=torch.float64)[None, :, None, None],
+    }
+
+
+def kernel_scores(gxx: torch.Tensor, gyy: torch.Tensor, gxy: torch.Tensor, nx2: torch.Tensor, ny2: torch.Tensor,
+                  dim: int) -> dict[str, tuple[float, float]]:
+    """Unbiased MMD^2 and its first-order std for the three kernels, from the Gram matrices.
+
+    ``gxx``, ``gyy``, ``gxy``: inner products of the samples x (N) and the reference y (M);
+    ``nx2``, ``ny2``: squared norms; ``dim``: feature dimension (KID's ``(a.b / d + 1)^3``).  The
+    Gaussian and energy kernels are scaled by the reference's mean squared distance.
+    """
     n, m = gxy.shape
+
+    def off_diagonal_means(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = k.clone()
+        k.fill_diagonal_(0)
+        return k.sum() / (k.shape[0] * (k.shape[0] - 1)), k.sum(1) / (k.shape[0] - 1)
+
+    dxx = (nx2[:, None] + nx2[None, :] - 2 * gxx).clamp_min(0)
+    dyy = (ny2[:, None] + ny2[None, :] - 2 * gyy).clamp_min(0)
+    dxy = (nx2[:, None] + ny2[None, :] - 2 * gxy).clamp_min(0)
+    s2 = float(dyy.sum() / (m * (m - 1)))
+    kernels = {
+        "kid": lambda g, dd: (g / dim + 1) ** 3,
+        "rbf": lambda g, dd: torch.exp(-dd / s2),
+        "energy": lambda g, dd: -dd.sqrt() / math.sqrt(s2),
+    }
     out = {}
-    def u(k):  # off-diagonal mean
-        k = k.clone(); k.fill_diagonal_(0); return k.sum()/(k.shape[0]*(k.shape[0]-1)), k.sum(1)/(k.shape[0]-1)
-    dxx = (nx2[:,None]+nx2[None,:]-2*gxx).clamp_min(0); dyy=(ny2[:,None]+ny2[None,:]-2*gyy).clamp_min(0); dxy=(nx2[:,None]+ny2[None,:]-2*gxy).clamp_min(0)
-    s2 = float(dyy.sum()/(m*(m-1)))  # mean squared distance of the reference
-    for name, f in (("kid", lambda g, dd: (g/d+1)**3), ("rbf", lambda g, dd: torch.exp(-dd/s2)), ("energy", lambda g, dd: -dd.sqrt()/math.sqrt(s2))):
-        kxx, kyy, kxy = f(gxx, dxx), f(gyy, dyy), f(gxy, dxy)
-        a, ha = u(kxx); b, hb = u(kyy)
-        val = a + b - 2*kxy.mean()
-        hx = ha - kxy.mean(1); hy = hb - kxy.mean(0)
-        std = (4*hx.var()/n + 4*hy.var()/m).sqrt()
-        out[name] = (float(val), float(std))
+    for name, kernel in kernels.items():
+        kxx, kyy, kxy = kernel(gxx, dxx), kernel(gyy, dyy), kernel(gxy, dxy)
+        mean_xx, row_xx = off_diagonal_means(kxx)
+        mean_yy, row_yy = off_diagonal_means(kyy)
+        value = mean_xx + mean_yy - 2 * kxy.mean()
+        hx, hy = row_xx - kxy.mean(1), row_yy - kxy.mean(0)
+        std = (4 * hx.var() / n + 4 * hy.var() / m).sqrt()
+        out[name] = (float(value), float(std))
     return out
-N=500; M=2000
-refraw = model.sample_data(12345, range(M)).double()
-res = {}
-for p in (0.5, 0.25):
-    w = whitening_map(model, p)
-    y = w(refraw); gyy = y@y.T; ny2 = (y*y).sum(1)
-    for seed in range(6):
-        x = model.sample_data(seed, range(N)).double()
-        D = degs(model, x, seed); D["drop1"] = drop.sample_data(seed, range(N)).double()
-        for name, xs in D.items():
-            f = w(xs)
-            st = stats(f@f.T, gyy, f@y.T, (f*f).sum(1), ny2, f.shape[1])
-            for k, v in st.items():
-                res.setdefault(f"{k}_w{p}", {}).setdefault(name, []).append(v)
-        print(p, "seed", seed, flush=True)
-for key in res:
-    print("==", key)
-    ex = np.array([v for v,_ in res[key]["exact"]])
-    for name in res[key]:
-        v = np.array([a for a,_ in res[key][name]]); s = np.array([b for _,b in res[key][name]])
-        print(f"{name:12s} mean {v.mean():.4g} sd_seeds {v.std(ddof=1):.3g} est_std {s.mean():.3g} worse_in {(v>ex).sum() if name!='exact' else -1}/6 z {(v.mean()-ex.mean())/ex.std(ddof=1):.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-samples", type=int, default=500, help="N per sample set")
+    parser.add_argument("--num-reference", type=int, default=2000, help="M exact reference samples")
+    parser.add_argument("--seeds", type=int, default=6)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    n, seeds = args.num_samples, range(args.seeds)
+    model = get_model("gmm-image")
+    dropped = GMMImage(means=model.means[1:], spectrum=model.power_spectrum())
+    reference = model.sample_data(REFERENCE_SEED, range(args.num_reference)).double()
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for power in POWERS:
+        whiten = whitening_map(model, power)
+        y = whiten(reference)
+        gyy, ny2 = y @ y.T, (y * y).sum(1)
+        for seed in seeds:
+            x = model.sample_data(seed, range(n)).double()
+            sets = degradations(model, x, seed)
+            sets["drop1"] = dropped.sample_data(seed, range(n)).double()
+            for name, xs in sets.items():
+                f = whiten(xs)
+                scores = kernel_scores(f @ f.T, gyy, f @ y.T, (f * f).sum(1), ny2, f.shape[1])
+                for kernel, score in scores.items():
+                    results.setdefault(f"{kernel}_w{power}", {}).setdefault(name, []).append(score)
+            print(power, "seed", seed, file=sys.stderr, flush=True)
+    for key, sets in results.items():
+        print("==", key)
+        exact = np.array([v for v, _ in sets["exact"]])
+        for name, scores in sets.items():
+            v = np.array([a for a, _ in scores])
+            s = np.array([b for _, b in scores])
+            worse = (v > exact).sum() if name != "exact" else -1
+            print(f"{name:12s} mean {v.mean():.4g} sd_seeds {v.std(ddof=1):.3g} est_std {s.mean():.3g} "
+                  f"worse_in {worse}/{len(v)} z {(v.mean() - exact.mean()) / exact.std(ddof=1):.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ added noise 0.05 / 0.1, contraction toward the mean 5% / 10%, a colour shift, sa
 mixture without one component), scored by the old headline metric (``fd_pixels``: Frechet
 distance against the exact moments) and by ``mmd_whitened`` (solverzoo.metrics.mmd).
 
-    OMP_NUM_THREADS=1 python benchmarks/metric/measure.py > benchmarks/metric/degradations.md
+    OMP_NUM_THREADS=1 python benchmarks/metric/measure.py > benchmarks/metric/results/degradations/degradations.md
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 
 import solverzoo
 from solverzoo.metrics import exact_reference
-from solverzoo.metrics.mmd import kernel_reference
+from solverzoo.metrics.mmd import REFERENCE_SEED, kernel_reference
 from solverzoo.models.gmm_image import GMMImage
 
 N, SEEDS = 500, range(6)
@@ -39,6 +39,7 @@ def degradations(model, x: torch.Tensor, seed: int, dropped: GMMImage) -> dict[s
     m = model.data_mean().reshape(1, *model.shape)
     g = torch.Generator().manual_seed(1000 + seed)
     noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    colour_shift = torch.tensor([0.05, 0.0, -0.05], dtype=torch.float64).reshape(1, 3, 1, 1)
     return {
         "exact": x,
         "blur 0.4 px": blur(x, 0.4),
@@ -48,7 +49,7 @@ def degradations(model, x: torch.Tensor, seed: int, dropped: GMMImage) -> dict[s
         "noise 0.1": x + 0.1 * noise,
         "contract 5%": m + 0.95 * (x - m),
         "contract 10%": m + 0.9 * (x - m),
-        "colour shift (+0.05 R, -0.05 B)": x + torch.tensor([0.05, 0.0, -0.05], dtype=torch.float64)[None, :, None, None],
+        "colour shift (+0.05 R, -0.05 B)": x + colour_shift,
         "drop 1 of 8 components": dropped.sample_data(seed, range(N)).double(),
     }
 
@@ -71,7 +72,7 @@ def main() -> None:
         print(f"seed {seed} done ({time.time() - start:.0f} s)", file=sys.stderr)
     ex_fd, ex_mmd = np.array(fd["exact"]), np.array(mmd["exact"])
     print(f"gmm-image 3x32x32 (VE), N = {N}, seeds {list(SEEDS)}; mmd reference: {len(mmd_ref.y)} exact samples "
-          f"(seed {mmd_ref and 'REFERENCE_SEED'}).  Cells: mean over seeds ± seed-to-seed std; 'worse' = seeds in "
+          f"(seed {REFERENCE_SEED}).  Cells: mean over seeds ± seed-to-seed std; 'worse' = seeds in "
           f"which the set scores above the exact samples of the same seed.\n")
     print("| sample set | fd_pixels | worse | mmd_whitened | (mean analytic std) | worse |")
     print("|---|---|---|---|---|---|")

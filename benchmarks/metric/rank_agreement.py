@@ -6,7 +6,8 @@ A subset of the default solvers (six, from the best to the worst of the default 
 Both sets are scored by ``mmd_whitened``; the Spearman rank correlation of the 18 cells is
 printed with both columns.
 
-    OMP_NUM_THREADS=1 python benchmarks/metric/rank_agreement.py > benchmarks/metric/rank_agreement.md
+    OMP_NUM_THREADS=1 python benchmarks/metric/rank_agreement.py \
+        > benchmarks/metric/results/rank_agreement/rank_agreement.md
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import sys
 import time
 
-import numpy as np
 from scipy.stats import spearmanr
 
 import solverzoo

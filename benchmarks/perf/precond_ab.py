@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as perf  # noqa: E402
+
 from solverzoo.preconditioners import base as pb  # noqa: E402
 
 NEW = pb.FrequencyFilter._apply
@@ -52,7 +53,8 @@ def main():
             for which in (("old", "new") if rep % 2 == 0 else ("new", "old")):
                 pb.FrequencyFilter._apply = old_apply if which == "old" else NEW
                 filters = perf.explicit_filters((3, args.resolution, args.resolution))
-                total, inside, noise, res = perf.run_sample(model, name, {"filters": filters}, args.nfe, args.batch, "cpu")
+                total, inside, noise, res = perf.run_sample(model, name, {"filters": filters}, args.nfe, args.batch,
+                                                            "cpu")
                 runs[which].append((total - inside) / inside)
                 print(f"  {name} {which}: overhead {100 * runs[which][-1]:.2f}% (total {total:.1f} s)", flush=True)
         pb.FrequencyFilter._apply = NEW

@@ -6,11 +6,11 @@ Every number is a RATIO measured within one run (the machines this runs on are s
 times drift by tens of percent between runs, ratios within a run much less).  Repeated runs are
 interleaved and the median ratio is reported.
 
-    python benchmarks/perf/run.py                          # all four targets, results.json updated
+    python benchmarks/perf/run.py                          # all four targets, results/cpu/results.json updated
     python benchmarks/perf/run.py --targets overhead --reps 3 --device cuda
-    python benchmarks/perf/run.py --report                 # print the README table from results.json
+    python benchmarks/perf/run.py --report                 # print the README table from results/cpu/results.json
 
-Targets (keys of results.json):
+Targets (keys of results.json; --device cuda writes results/cuda/results.json):
 
 * ``overhead``: for every registered solver, (total - model) / model where ``model`` is the time
   spent inside model calls (timed inside the model wrapper, synchronised on CUDA) and ``total`` the
@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -51,7 +52,7 @@ import solverzoo  # noqa: E402
 from solverzoo.models.base import Model  # noqa: E402
 from solverzoo.processes import get_process  # noqa: E402
 
-RESULTS = HERE / "results.json"
+RESULTS = HERE / "results"  # results/<device>/results.json by default
 TARGETS = ("overhead", "gmm", "fd", "kdiff", "noise")
 
 # target thresholds (README table)
@@ -75,7 +76,7 @@ class Stopwatch:
     def __init__(self, device="cpu", sync_start: bool = True):
         self.device, self.sync_start, self.seconds = device, sync_start, 0.0
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         if self.sync_start:
             sync(self.device)
         self._t0 = time.perf_counter()
@@ -567,12 +568,12 @@ def run_noise(args, device) -> dict:
         gen = torch.Generator().manual_seed(0)
         n = max(1, int(2e6 // (args.batch * 3 * res * res)))  # ~2M numbers per timing
 
-        def per_sample():
+        def per_sample(src=src, shape=shape, n=n):
             for _ in range(n):
                 src.randn(shape)
             sync(device)
 
-        def one_generator():
+        def one_generator(shape=shape, gen=gen, n=n):
             for _ in range(n):
                 torch.randn((args.batch, *shape), generator=gen).to(device)
             sync(device)
@@ -615,7 +616,8 @@ def report(results: dict) -> str:
             note = f" ({r['process']})" if r["process"] != "edm" else ""
             if "command" in r:
                 note += " [2]"
-            lines.append(f"| {label}{note} | {r['nfe']} | {r['model_call_ms']:.0f} | {100 * r['overhead_ratio']:.2f}% | "
+            lines.append(f"| {label}{note} | {r['nfe']} | {r['model_call_ms']:.0f} | "
+                         f"{100 * r['overhead_ratio']:.2f}% | "
                          f"{100 * r['noise_share_of_model']:.2f}% | < 5% | {'pass' if r['pass'] else 'FAIL'} |")
         lines += _rerun_note(sec["solvers"])
         lines.append("")
@@ -625,19 +627,22 @@ def report(results: dict) -> str:
         lines += [f"### 2. Analytic score cost (gmm-image 3x{c['resolution']}x{c['resolution']}, K = {c['K']}, "
                   f"batch {c['batch']}; target denoiser / (rfft2 + irfft2) <= {GMM_TARGET:g}x)", "",
                   f"Command: `{sec['command']}`", "",
-                  "| torch threads | rfft2+irfft2 (ms) | denoise, shared sigma (ms) | ratio | denoise, per-sample sigma (ms) "
+                  "| torch threads | rfft2+irfft2 (ms) | denoise, shared sigma (ms) | ratio | "
+                  "denoise, per-sample sigma (ms) "
                   "| ratio | target | pass |", "|---:|---:|---:|---:|---:|---:|---:|:---:|"]
         for t, r in sec["threads"].items():
             ms = r["ms"]
-            lines.append(f"| {t} | {ms['fft_pair']:.1f} | {ms['denoise_shared_sigma']:.1f} | {r['ratio_shared_sigma']:.2f}x | "
+            lines.append(f"| {t} | {ms['fft_pair']:.1f} | {ms['denoise_shared_sigma']:.1f} | "
+                         f"{r['ratio_shared_sigma']:.2f}x | "
                          f"{ms['denoise_per_sample_sigma']:.1f} | {r['ratio_per_sample_sigma']:.2f}x | <= 3x | "
                          f"{'pass' if r['pass'] else 'FAIL'} |")
         lines.append("")
     if "fd" in results:
         sec = results["fd"]
         c = sec["config"]
-        lines += [f"### 3. Streaming FD memory ({c['feature']} features, 3x{c['resolution']}x{c['resolution']}, batches of "
-                  f"{c['batch']}; target: peak RSS growth does not grow with N)", "", f"Command: `{sec['command']}`", "",
+        lines += [f"### 3. Streaming FD memory ({c['feature']} features, 3x{c['resolution']}x{c['resolution']}, "
+                  f"batches of {c['batch']}; target: peak RSS growth does not grow with N)", "",
+                  f"Command: `{sec['command']}`", "",
                   "| N | FD | seconds | RSS before (MB) | peak growth while streaming (MB) | peak growth in the final "
                   "distance (MB) | RSS at 10%, 50%, 100% of the stream (MB) |", "|---:|---:|---:|---:|---:|---:|---|"]
         for n, rs in sec["runs"].items():
@@ -663,7 +668,8 @@ def report(results: dict) -> str:
             opts = ",".join(f"{k}={v}" for k, v in r["solverzoo_options"].items())
             if "command" in r:
                 opts += " [2]"
-            lines.append(f"| {name}{' ' + opts if opts else ''} | {r['k_diffusion']} | {r['nfe_solverzoo']}/{r['nfe_k_diffusion']} | "
+            lines.append(f"| {name}{' ' + opts if opts else ''} | {r['k_diffusion']} | "
+                         f"{r['nfe_solverzoo']}/{r['nfe_k_diffusion']} | "
                          f"{r['time_ratio']:.3f} | {r['time_ratio_model_normalised']:.3f} | "
                          f"{100 * r['step_overhead_solverzoo']:.2f}% | {100 * r['step_overhead_k_diffusion']:.2f}% | "
                          f"{100 * r['noise_share_of_model_solverzoo']:.2f}% | "
@@ -688,7 +694,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own setting)")
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (medians are reported)")
-    p.add_argument("--out", default=str(RESULTS), help="results JSON (sections of other targets are kept)")
+    p.add_argument("--out", default=None,
+                   help="results JSON (sections of other targets are kept; default results/<device>/results.json)")
     p.add_argument("--report", action="store_true", help="print the README table from --out and exit")
     g = p.add_argument_group("targets 1 and 4 (conv UNet)")
     g.add_argument("--resolution", type=int, default=64)
@@ -722,7 +729,7 @@ def main(argv=None):
     if args.fd_child is not None:
         print(json.dumps(fd_child(args)))
         return
-    out_path = Path(args.out)
+    out_path = Path(args.out) if args.out else RESULTS / args.device / "results.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     if args.report:
         print(report(results))
@@ -730,11 +737,12 @@ def main(argv=None):
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda but CUDA is not available")
-    command = "python benchmarks/perf/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python benchmarks/perf/run.py " + " ".join(shlex.quote(a) for a in given)
     runners = {"overhead": run_overhead, "gmm": run_gmm, "fd": run_fd, "kdiff": run_kdiff, "noise": run_noise}
     for target in args.targets:
         print(f"== {target}", flush=True)
-        seconds, section = timed(lambda: runners[target](args, device))
+        seconds, section = timed(partial(runners[target], args, device))
         stamp = dict(command=command, machine=machine_note(device), seconds=seconds,
                      date=time.strftime("%Y-%m-%d %H:%M:%S"))
         rows = {"overhead": "solvers", "kdiff": "samplers"}.get(target)
@@ -746,6 +754,7 @@ def main(argv=None):
         else:
             section.update(stamp)
             results[target] = section
+        out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=1, default=str) + "\n")  # after each target
     print(report({k: results[k] for k in args.targets}))
 

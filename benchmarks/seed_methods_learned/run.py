@@ -13,7 +13,9 @@ Every cell samples the same N initial noises (seed 0, samples 0..N-1) and is sco
 
 Usage (rows are appended to OUT/results.json as each cell finishes; rerunning skips done cells):
 
-    python benchmarks/seed_methods_learned/run.py --out benchmarks/seed_methods_learned/results
+    python benchmarks/seed_methods_learned/run.py --out benchmarks/seed_methods_learned/results/seeds --parts seeds
+
+(run.sh beside this file has the recorded commands).
 """
 
 from __future__ import annotations

@@ -97,6 +97,10 @@ def progress_bar(disable: bool = False) -> Progress:
 @click.version_option(package_name="solverzoo")
 def main() -> None:
     """solverzoo: diffusion-sampling acceleration methods side by side."""
+    from ..plugins import load_plugins
+
+    for problem in load_plugins():  # solvers published under the entry-point group solverzoo.solvers
+        click.echo(f"solverzoo: skipped {problem}", err=True)
 
 
 def nonempty_path(ctx, param, value):

@@ -58,6 +58,8 @@ __all__ = [
     "DiscreteVPProcess",
     "DiffusersEpsModel",
     "DiffusersScoreVEModel",
+    "PREDICTION_TYPES",
+    "ddpm_denoised",
     "load_diffusers",
     "load_entry_point",
     "load_model",
@@ -123,6 +125,31 @@ class _DiffusersModel(Model):
                 "parameters": sum(p.numel() for p in self.unet.parameters())}
 
 
+#: what a DDPM-type network predicts (diffusers' ``prediction_type``)
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+
+
+def ddpm_denoised(prediction_type: str, x_hat: Tensor, sigma: Tensor, output: Tensor) -> Tensor:
+    """D(x_hat; sigma) from a DDPM-type network's ``output`` at ``s x_hat`` (see the module docstring),
+    computed in float64 and returned in ``x_hat``'s dtype; ``sigma`` has shape (B,).  An output with
+    twice the channels (learned variance, improved DDPM) contributes its mean part."""
+    sig = sigma.to(_F64).reshape(-1, *([1] * (x_hat.ndim - 1)))
+    s = 1 / torch.sqrt(1 + sig**2)
+    out = output.to(_F64)
+    if out.shape[1] == 2 * x_hat.shape[1]:  # learned variance (improved DDPM): keep the mean part
+        out = out[:, : x_hat.shape[1]]
+    x = x_hat.to(_F64)
+    if prediction_type == "epsilon":
+        d = x - sig * out
+    elif prediction_type == "sample":
+        d = out
+    elif prediction_type == "v_prediction":  # v = alpha eps - sigma_vp x0 with alpha = s, sigma_vp = s sigma
+        d = s**2 * x - s * sig * out
+    else:
+        raise ValueError(f"unsupported prediction_type {prediction_type!r} ({', '.join(PREDICTION_TYPES)})")
+    return d.to(x_hat.dtype)
+
+
 class DiffusersEpsModel(_DiffusersModel):
     """A diffusers DDPM-type UNet under its discrete VP schedule (see the module docstring)."""
 
@@ -130,8 +157,8 @@ class DiffusersEpsModel(_DiffusersModel):
 
     def __init__(self, unet: nn.Module, process: DiscreteVPProcess, shape, prediction_type: str = "epsilon",
                  name: str = "diffusers-ddpm", source: str = "", quantize: bool = False):
-        if prediction_type not in ("epsilon", "sample", "v_prediction"):
-            raise ValueError(f"unsupported prediction_type {prediction_type!r} (epsilon, sample, v_prediction)")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"unsupported prediction_type {prediction_type!r} ({', '.join(PREDICTION_TYPES)})")
         self.unet, self.process, self.shape = unet.eval(), process, tuple(shape)
         self.prediction_type, self.name, self.source, self.quantize = prediction_type, name, source, quantize
         self.data = None
@@ -148,17 +175,8 @@ class DiffusersEpsModel(_DiffusersModel):
         s = 1 / torch.sqrt(1 + sig**2)
         t = self.timestep(sigma).to(device=x_hat.device, dtype=dtype)
         with torch.no_grad():
-            out = self.unet((s * x_hat).to(dtype), t).sample.to(_F64)
-        if out.shape[1] == 2 * x_hat.shape[1]:  # learned variance (improved DDPM): keep the mean part
-            out = out[:, : x_hat.shape[1]]
-        x = x_hat.to(_F64)
-        if self.prediction_type == "epsilon":
-            d = x - sig * out
-        elif self.prediction_type == "sample":
-            d = out
-        else:  # v = alpha eps - sigma_vp x0 with alpha = s, sigma_vp = s sigma
-            d = s**2 * x - s * sig * out
-        return d.to(x_hat.dtype)
+            out = self.unet((s * x_hat).to(dtype), t).sample
+        return ddpm_denoised(self.prediction_type, x_hat, sigma, out)
 
     def describe(self) -> dict:
         return {**super().describe(), "prediction_type": self.prediction_type}

@@ -96,15 +96,19 @@ class DenoiserModel(Model):
         self.default_feature = default_feature
         self.meta = dict(meta or {})
         self.num_classes = int(getattr(net, "num_classes", 0) or 0)  # > 0: net(x, sigma, labels)
+        self.keep_grad = False  # True: autograd through the network (solverzoo.wrap_denoiser); else no_grad
+        self.extra_args: dict = {}  # keyword arguments of every network call (solverzoo.solve(extra_args=...))
         if isinstance(net, nn.Module):
             net.eval()
 
     @property
-    def net_dtype(self) -> torch.dtype:
+    def net_dtype(self) -> torch.dtype | None:
+        """The dtype of the network's parameters; None for a network without any (a plain function):
+        it is called in the dtype of the run."""
         if isinstance(self.net, nn.Module):
             for p in self.net.parameters():
                 return p.dtype
-        return torch.float32
+        return None
 
     def to(self, device, dtype=None) -> "DenoiserModel":
         if isinstance(self.net, (nn.Module, torch.jit.ScriptModule)):
@@ -112,10 +116,10 @@ class DenoiserModel(Model):
         return self
 
     def denoise(self, x_hat: Tensor, sigma: Tensor, labels: Tensor | None = None) -> Tensor:
-        dtype = self.net_dtype
-        args = (x_hat.to(dtype), sigma.to(device=x_hat.device, dtype=dtype))
-        with torch.no_grad():
-            out = self.net(*args) if labels is None else self.net(*args, labels)
+        dtype = self.net_dtype or x_hat.dtype
+        args = (x_hat.to(dtype), sigma.to(device=x_hat.device, dtype=dtype)) + (() if labels is None else (labels,))
+        with torch.set_grad_enabled(self.keep_grad and torch.is_grad_enabled()):
+            out = self.net(*args, **self.extra_args)
         return out.to(x_hat.dtype)
 
     def describe(self) -> dict:

@@ -6,7 +6,8 @@
 * :mod:`.base`  -- the protocol and the operators (Identity, SpaceFilter,
   FrequencyFilter, Composed) and ``dense_matrix`` for tests;
 * :mod:`.pds`   -- PDS statistics, filters, and mask files (Ma et al. 2022, ECCV);
-* :mod:`.tdas`  -- TDAS radial / mean-image filters and the appendix-A.2 estimator.
+* :mod:`.tdas`  -- TDAS radial / mean-image filters and the appendix-A.2 estimator;
+* :mod:`.build` -- the filters a run needs (``FilterSpec``), made from data, a file or an operator.
 """
 
 from .base import (

@@ -1,28 +1,13 @@
-"""Linear noise-shaping operators ``M`` for PDS / TDAS style samplers.
+"""Linear noise-shaping operators ``M`` on images ``(C, H, W)`` for PDS / TDAS samplers, acting on batches
+``(..., C, H, W)``.  A sampler uses ``noise(z) = M z`` (the Gaussian noise it adds, and its initial
+sample) and ``drift(v) = M M^T v`` (the preconditioned score, PDS only): with z ~ N(0, I), M z ~
+N(0, M M^T), the same matrix, which keeps the stationary law of the preconditioned Langevin dynamics
+(Ma et al. 2022).
 
-A preconditioner is a fixed linear map ``M`` on images of shape ``(C, H, W)``; it acts
-on batches ``(..., C, H, W)`` (usually ``(B, C, H, W)``).  A sampler uses two products:
-
-* ``noise(z) = M z``        -- shapes the Gaussian noise it adds (and its initial sample);
-* ``drift(v) = M M^T v``    -- preconditions the score (PDS only; TDAS leaves it alone).
-
-With ``z ~ N(0, I)``, ``M z ~ N(0, M M^T)``: the drift preconditioner and the noise
-covariance are the same matrix, which is what keeps the stationary law of the
-preconditioned Langevin dynamics unchanged (Ma et al. 2022).
-
-Operators
----------
-``Identity``         ``M = I``; returns its input object unchanged (bit-identical solvers).
-``SpaceFilter(s)``   ``M = diag(s)``.
-``FrequencyFilter``  ``M = Re F^-1 diag(f) F`` (``basis="dft"``, unnormalised 2-D FFT,
-                     DC at ``[0, 0]``) or ``M = D^T diag(f) D`` (``basis="dct"``, the
-                     orthonormal 2-D DCT-II used by TDAS on LSUN).
-``Composed(s, f)``   ``M = M_f M_s``: space filter first, then the frequency filter
-                     (``M = F^-1 diag(f) F diag(s)``, as in PDS's ``sampling.py``).
-
-Every operator keeps its buffers on one device/dtype (``to(device, dtype)``) and, on
-each call, uses them on the device and in the precision of the input (half inputs are
-computed in float32 and cast back).  Outputs have the input's dtype and device.
+``Identity`` (returns its input), ``SpaceFilter(s)`` (``diag(s)``), ``FrequencyFilter(f)`` (diagonal in
+the 2-D DFT or DCT basis) and ``Composed(s, f)`` (``F^-1 diag(f) F diag(s)``, PDS's order).  Buffers live
+on one device/dtype (``to``); a call computes on the input's device and precision (half in float32) and
+returns the input's dtype.
 """
 
 from __future__ import annotations
@@ -242,35 +227,14 @@ class SpaceFilter(_Filter):
 
 
 class FrequencyFilter(_Filter):
-    """A filter diagonal in a 2-D frequency basis, ``f`` of shape ``(C, H, W)``.
+    """A filter diagonal in a 2-D frequency basis, ``f`` of shape ``(C, H, W)`` (``C = 1`` broadcasts).
 
-    ``basis="dft"`` (default; PDS and TDAS-DFT): ``f`` is in the unshifted FFT layout
-    (DC at ``[0, 0]``, no ``fftshift``) and
-
-        noise(z) = M z = Re F^-1 (f * F z),   F = torch.fft.fft2 (unnormalised) over (H, W).
-
-    For real ``z`` the real part only sees the even part of the filter,
-    ``Re F^-1(f F z) = F^-1(f_e F z)`` with ``f_e[k] = (f[k] + f[-k]) / 2`` (indices mod
-    H, W).  ``f_e`` is real and even, so ``M`` is a symmetric real convolution and
-
-        drift(v) = M M^T v = M^2 v = F^-1 (f_e^2 F v).
-
-    PDS's ``sampling.py`` computes the drift as ``Re F^-1 f F s^2 F^-1 f F v`` (no real
-    part in the middle).  Writing ``F^-1 f F = P + iQ`` with ``P = F^-1 f_e F`` and
-    ``Q = F^-1 (-i f_o) F`` (``f_o`` the odd part), that expression equals
-    ``P s^2 P v - Q s^2 Q v`` while the exact ``M M^T v`` is ``P s^2 P v``: the two agree
-    when ``f`` is even-symmetric (``Q = 0``).  PDS's masks are even-symmetric by
-    construction (``|FFT x|`` of a real image is), up to float rounding, so on them this
-    class matches the official code to rounding.  For a non-symmetric ``f`` this class
-    uses ``f_e`` throughout: ``noise`` is exactly the official ``Re F^-1 (f F z)`` and
-    ``drift`` is the exact ``M M^T`` of that noise operator (which keeps the stationary
-    law); the official expression would not be.  ``asymmetry`` records
-    ``max |f - f[-k]| / max |f|``.
-
-    ``basis="dct"`` (TDAS on LSUN): ``M = D^T diag(f) D`` with ``D`` the orthonormal 2-D
-    DCT-II, applied as ``D_H z D_W^T``.  ``M`` is symmetric and ``drift = D^T f^2 D``.
-
-    ``C = 1`` broadcasts over channels.
+    ``basis="dft"`` (PDS, TDAS-DFT; unshifted layout, DC at ``[0, 0]``, unnormalised ``torch.fft.fft2``):
+    ``noise(z) = Re F^-1 (f * F z)``.  For real z only the even part ``f_e[k] = (f[k] + f[-k]) / 2`` acts, so
+    M is a symmetric real convolution and ``drift(v) = M^2 v = F^-1 (f_e^2 F v)``: the exact M M^T of the
+    noise operator (PDS's code differs for a non-symmetric f, docs/solver-notes.md); ``asymmetry`` records
+    ``max |f - f[-k]| / max |f|``.  ``basis="dct"`` (TDAS on LSUN): ``M = D^T diag(f) D``, D the orthonormal
+    2-D DCT-II, and ``drift = D^T f^2 D``.
     """
 
     kind = "frequency"

@@ -1,23 +1,13 @@
-"""PDS filters (Ma, Zhang, Zhu, Feng 2022, "Accelerating Score-based Generative Models
-with Preconditioned Diffusion Sampling", ECCV; code: fudan-zvg/PDS, MIT).
+"""PDS filters (Ma, Zhang, Zhu, Feng 2022, "Accelerating Score-based Generative Models with Preconditioned
+Diffusion Sampling", ECCV; code fudan-zvg/PDS, MIT).  Statistics of about 200 training images in [0, 1]
+(``mask_gen_demo.py``) and the filters formed from them (``sampling.py``, ``get_sampling_fn``)::
 
-Statistics (``mask_gen_demo.py``; about 200 training images in [0, 1])::
+    freq  = log(1 + mean_i |FFT2(x_i)|^2)     space = mean_i x_i^2        (C, H, W), unshifted FFT
+    filter = alpha / (stat / max(stat) + alpha - 1)                        alpha = 5; inf: identity
 
-    freq  = log(1 + mean_i |FFT2(x_i)|^2)     (C, H, W), unshifted layout, unnormalised FFT
-    space = mean_i x_i^2                      (C, H, W)
-
-Filters (``sampling.py``, ``get_sampling_fn``)::
-
-    m_hat  = stat / max(stat)                 one global max over C, H, W
-    filter = alpha / (m_hat + alpha - 1)      alpha = 5 by default, the same for both
-
-The frequency filter is ~1 at low frequencies (where the data has power) and up to
-``alpha / (alpha - 1)`` at high frequencies; the space filter is smaller where the
-mean square intensity is large.  ``alpha -> inf`` gives the identity.
-
-The published masks are the *statistics* (``.npy``, shape ``(C, H, W)``, loaded by the
-official code with ``reshape([1, C, H, W])``), the filter being formed at load time;
-:func:`load_filters` / :func:`pds_preconditioner` do the same.
+The frequency filter is ~1 where the data has power and up to alpha / (alpha - 1) elsewhere; the space
+filter is smaller where the mean square intensity is large.  The published masks are the statistics
+(``.npy``, ``(C, H, W)``); :func:`load_filters` forms the filters at load time, as the official code.
 """
 
 from __future__ import annotations

@@ -1,49 +1,16 @@
-"""TDAS filters (Ma, Zhang, Zhu, Zhang, Feng 2022, "Accelerating Score-based Generative
-Models for High-Resolution Image Synthesis", Sec. 4.3 and appendix A.2).
+"""TDAS filters (Ma, Zhang, Zhu, Zhang, Feng 2022, "Accelerating Score-based Generative Models for
+High-Resolution Image Synthesis", Sec. 4.3 and appendix A.2): the frequency filter ``f`` and the space
+filter ``s`` of ``M = F^-1 diag(f) F diag(s)``, which shapes the initial sample and the added noise.
 
-TDAS shapes the initial sample and the added noise with ``M = F^-1 diag(f) F diag(s)``
-(it does not precondition the score).  This module builds ``f`` and ``s``.
-
-Frequency radius (both bases)
------------------------------
-Radii are in units of *frequency index divided by the image size along that axis*:
-
-* DFT (unshifted layout): ``rho(u, v) = sqrt((min(u, H-u)/H)^2 + (min(v, W-v)/W)^2)``,
-  the distance to the nearest DC corner with wrap-around, i.e. cycles per pixel
-  (Nyquist = 0.5 on each axis, 0.707 in the corner);
-* DCT: ``rho(u, v) = sqrt((u/H)^2 + (v/W)^2)`` (1 on each axis at the highest index).
-
-With these units the radii of the paper's Table 4 come out as the radius that splits
-the DFT frequencies at quantiles 0.5 and 0.65 (``sqrt(0.5/pi) = 0.399``,
-``sqrt(0.65/pi) = 0.455`` against the 0.400 / 0.455 reported for every DFT task), so
-the published numbers can be used as they are.
-
-Frequency filter (paper Eq. 6, several zones)
----------------------------------------------
-``f = 1`` for ``rho < r_1``, ``f = l_j`` for ``r_j <= rho < r_{j+1}``, ``f = l_K`` for
-``rho >= r_K`` -- each ``l_j`` is the level of its zone (Table 4's ``l_2 < l_1`` are
-levels).  ``cumulative=True`` uses ``l_1 * ... * l_j`` instead.
-
-Space filter (Sec. 4.3, appendix A.2)
--------------------------------------
-From the mean image ``m`` of the data (in [0, 1])::
-
-    g     = m ** gamma                          (phi: non-negative, increasing)
-    m_hat = g / max(g)                          (one global max, as PDS)
-    s     = (m_hat + beta - 1) / beta           (beta = softness, default 5)
-
-so ``s`` lies in ``[1 - 1/beta, 1]``: the noise is larger where the data is brighter
-(the noise "looks like" the data, TDAS's point) but never smaller than ``1 - 1/beta``
-of the plain noise -- with beta = 5 the per-pixel noise scale varies by at most 20%,
-which keeps the step sizes of the sampler meaningful ("normalise and soften for
-stability").  It is the reciprocal of PDS's ``alpha / (m_hat + alpha - 1)``: PDS
-preconditions the score and divides, TDAS shapes the noise and multiplies.
-``normalize="rms"`` rescales ``s`` to ``mean(s^2) = 1`` (total noise power unchanged)
-instead of ``max(s) = 1``.  ``beta = inf`` gives ones.
-
-Estimator (appendix A.2)
-------------------------
-See :func:`tdas_estimate`.
+* Frequency radius (:func:`frequency_radius`): index / size along each axis, so that the paper's Table 4
+  radii (0.400 / 0.455 for DFT) are the radii holding fractions 0.5 / 0.65 of the frequencies
+  (sqrt(0.5/pi) = 0.399, sqrt(0.65/pi) = 0.455) and can be used as published.
+* Frequency filter (Eq. 6, several zones; :func:`tdas_frequency_filter`): 1 inside ``r_1``, the level
+  ``l_j`` from ``r_j`` on (``cumulative=True``: l_1 ... l_j).
+* Space filter (Sec. 4.3, app. A.2; :func:`tdas_space_filter`): ``s = (m_hat + beta - 1) / beta`` from the
+  normalised mean image, in [1 - 1/beta, 1]: more noise where the data is brighter, softened for
+  stability; the reciprocal of PDS's ``alpha / (m_hat + alpha - 1)``.
+* The estimate of the frequency filter from samples (app. A.2): :func:`tdas_estimate`.
 """
 
 from __future__ import annotations
@@ -86,8 +53,10 @@ def _check_basis(basis: str) -> None:
 
 
 def frequency_radius(height: int, width: int, basis: str = "dft", *, device=None) -> Tensor:
-    """``rho`` of shape ``(H, W)`` (float64): distance of each frequency to the lowest one,
-    in index / size units (see the module docstring)."""
+    """``rho`` of shape ``(H, W)`` (float64), the distance of each frequency to the lowest one in index / size
+    units: DFT (unshifted layout) ``sqrt((min(u, H-u)/H)^2 + (min(v, W-v)/W)^2)``, the distance to the
+    nearest DC corner with wrap-around (cycles per pixel); DCT ``sqrt((u/H)^2 + (v/W)^2)``.
+    """
     _check_basis(basis)
     u = torch.arange(height, dtype=torch.float64, device=device)
     v = torch.arange(width, dtype=torch.float64, device=device)
@@ -338,30 +307,16 @@ def tdas_estimate(
     rtol: float = 1e-6,
     **space_kwargs,
 ) -> TDASEstimate:
-    """Appendix A.2: TDAS frequency-filter parameters from two sets of samples.
+    """Appendix A.2: TDAS frequency-filter parameters from ``fast_samples`` (the accelerated sampler's) and
+    ``reference_samples`` (the non-accelerated one's, or the data), about 200 ``(N, C, H, W)`` images each.
 
-    ``fast_samples``: images from the accelerated sampler; ``reference_samples``: from
-    the non-accelerated one (or the data); about 200 of each, ``(N, C, H, W)`` tensors
-    or iterables of batches.
+    1. ``R = P_fast / P_ref`` with ``P(u, v) = mean_i sum_c |F x_i|^2`` (the deviation ratio, Eq. 7).
+    2. For each quantile ``q_j``, ``tau_j = Q_{q_j}(R)`` and the radius ``r_j`` that best separates the
+       frequencies with ``R >= tau_j`` (outside) from the others (fewest misclassified); non-decreasing.
+    3. ``rate_j = mean(R over zone j) ** -exponent`` (1: the paper's inverse ratio; 0.5 inverts the
+       amplitude ratio), clipped to ``(0, max_rate]``; an empty zone takes the next zone's rate (1 if none).
 
-    1. ``P(u, v) = mean_i sum_c |F x_i|^2`` for both sets (:func:`frequency_power`) and
-       ``R = P_fast / P_ref`` (the deviation ratio, paper Eq. 7).
-    2. For each quantile ``q_j``: ``tau_j = Q_{q_j}(R)`` over all frequencies, and the
-       radius ``r_j`` beyond which ``R >= tau_j``: the radius that best separates the
-       frequencies with ``R >= tau_j`` (outside) from the others (inside), counting
-       misclassified frequencies.  When ``R`` grows with the radius this is the radius
-       that holds a fraction ``q_j`` of the frequencies inside (0.399 / 0.455 for
-       q = 0.5 / 0.65 with the DFT, as in Table 4); a deviation confined to
-       ``rho >= r*`` is located at ``r*`` whenever ``tau_j`` falls in its lower half.
-       Radii are made non-decreasing.
-    3. Zone ``j`` is ``r_j <= rho < r_{j+1}``; ``rate_j = mean(R over zone j) ** -exponent``
-       (``exponent = 1``: the paper's inverse ratio; ``exponent = 0.5`` inverts the
-       *amplitude* ratio, the factor by which the fast sampler scales those
-       frequencies), clipped to ``(0, max_rate]``.  An empty zone takes the rate of the
-       next zone out (1 if none).
-
-    Returns a :class:`TDASEstimate` with the preconditioner for images of the samples'
-    shape (space filter from ``mean_image`` and ``space_kwargs`` if given).
+    Returns a :class:`TDASEstimate` with the preconditioner for images of the samples' shape.
     """
     _check_basis(basis)
     qs = [float(q) for q in quantiles]

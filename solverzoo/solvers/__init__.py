@@ -1,12 +1,15 @@
 """The solver registry.  Importing this package registers every solver family.
 
-Layout: :mod:`.base` (``SolverInfo`` with the NFE budget as data, ``Context``, ``Solver`` with
-its options walker, the registry), :mod:`.blocks` (building blocks shared by the families:
-phi functions, multistep weights, churn, the ancestral split, Brownian motion in sigma, the
-``ExponentialRK`` and ``Multistep`` bases), and one module per family holding only its
-solvers: ``edm``, ``fdm``, ``k_diffusion_family``, ``dpm_solver``, ``multistep`` (LMS, DEIS,
-UniPC), ``momentum``, ``seeds``, ``score_sde``, ``preconditioned`` (PDS, TDAS), ``reference``.
-Adding a solver touches one family module: a ``@register`` class with its ``info``.
+:mod:`.base` holds ``SolverInfo``, ``Context``, ``Solver`` with its options walker, and the registry;
+:mod:`.blocks` the building blocks shared by the families (phi functions, multistep weights, churn,
+the ancestral split, Brownian motion in sigma, the ``ExponentialRK`` and ``Multistep`` bases).  One
+module per family holds its solvers: ``edm``, ``fdm``, ``restart``, ``k_diffusion_family``,
+``dpm_solver``, ``multistep`` (LMS, DEIS, iPNDM, UniPC), ``momentum``, ``seeds``, ``sa_solver``,
+``er_sde``, ``score_sde``, ``preconditioned`` (PDS, TDAS), ``reference``.  A family module imports
+another only to build on its solver (``fdm`` and ``restart`` on EDM Heun, ``momentum`` on
+DPM-Solver++(2M), ``preconditioned`` on the PC sampler) or to cite it (``dpm_solver``).  :mod:`.readable`
+writes the presets that a general class serves as short readable updates.  Adding a solver touches one
+module: a ``@register`` class with its ``info``.
 """
 
 from .base import SOLVERS, Context, Solver, SolverInfo, get_solver, list_solvers, register, solver_info

@@ -1,4 +1,4 @@
-"""The machinery every solver shares: metadata and the NFE budget as data (``SolverInfo``),
+"""The machinery every solver shares: what a solver is and its NFE budget as data (``SolverInfo``),
 the options walker (declared once per class: ``__init__`` keywords, ``defaults``, ``pinned``),
 the registry, grids, and the run's ``Context`` (noise and the finished filters that
 ``solverzoo.sampling`` builds).  A solver only writes :meth:`Solver.run`, whose lines are its
@@ -13,6 +13,7 @@ native schedule) and through solvers that discretise in the process's own time
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -28,24 +29,21 @@ from ..preconditioners.build import FilterSpec
 from ..registry import Registry, check_options
 
 __all__ = ["SolverInfo", "Solver", "Context", "SOLVERS", "register", "get_solver", "list_solvers", "solver_info",
-           "declared_options", "resolve_options"]
+           "OptionSpec", "option_specs", "declared_options", "resolve_options", "noise_switches"]
 
 
 @dataclass(frozen=True)
 class SolverInfo:
-    """What a solver is, for ``solverzoo list``, and its NFE budget, as data.
+    """What a solver is (``solverzoo list``) and its NFE budget with the default options, as data.
 
-    Budget: a step between two positive sigmas costs ``calls_per_step`` model calls; a step
-    that ends at sigma = 0 costs ``zero_step_calls`` (None: the same; 1 where that step is the
-    denoise x = D, e.g. EDM Heun skips its correction there: NFE = 2N - 1); ``extra_calls`` are
-    made once per run (a final denoise).  A run has at least ``min_steps`` steps.  ``adaptive``:
-    a step controller sets the cost (the budget is accepted and ignored; the NFE is counted).
-    Options that change these (a corrector count, stages, a final denoise) give the solver
-    instance its own copy (``dataclasses.replace``).
-    ``preconditioning``: which operators of a preconditioner the solver applies
-    ("noise": M z on every Gaussian draw, TDAS; "drift": M M^T on the score, PDS).
-    ``order`` is the convergence order the default options reach on the Gaussian's exact flow
-    (tests/test_orders.py); ``order_note`` says why it is below the formula's nominal order.
+    Budget: a step between two positive sigmas costs ``calls_per_step`` model calls, a step to
+    sigma = 0 ``zero_step_calls`` (None: the same; 1 where that step is the denoise x = D:
+    EDM Heun's NFE = 2N - 1); ``extra_calls`` are made once per run; a run has at least
+    ``min_steps`` steps.  ``adaptive``: a step controller sets the cost (counted, not budgeted).
+    ``preconditioning``: the operators of a preconditioner the solver applies ("noise": M z on
+    every draw; "drift": M M^T on the score).  ``order``: the convergence order reached on the
+    Gaussian's exact flow (tests/test_orders.py); ``order_note``: why it is below the formula's.
+    Options that change a field are read by :meth:`Solver.info_changes` (``solver.info``).
     """
 
     name: str
@@ -78,7 +76,8 @@ class SolverInfo:
         """The largest number of steps (at least ``min_steps``) whose NFE fits the budget."""
         least = 1 if self.adaptive else self.nfe_for_steps(self.min_steps, final)
         if int(nfe) != nfe or nfe < least:
-            on = f" with final={final or self.final!r}" if self.zero_step_calls not in (None, self.calls_per_step) else ""
+            differs = self.zero_step_calls not in (None, self.calls_per_step)
+            on = f" with final={final or self.final!r}" if differs else ""
             raise ValueError(f"solver {self.name!r} needs an NFE budget of at least {least}{on}, got {nfe}")
         return self.min_steps + (int(nfe) - least) // self.calls_per_step
 
@@ -129,8 +128,11 @@ class Context:
         """M z for a run with a preconditioner (TDAS, PDS); z itself otherwise."""
         return self.preconditioner.noise(z) if self.preconditioner is not None else z
 
-    def randn_like(self, x: Tensor) -> Tensor:
-        """Per-sample Gaussian noise, filtered by the preconditioner (M z) if any."""
+    def randn_like(self, x: Tensor, sigma: float | None = None, sigma_next: float | None = None) -> Tensor:
+        """Per-sample Gaussian noise, filtered by the preconditioner (M z) if any.  ``sigma > sigma_next``,
+        when given, is the interval the draw stands for (the normalised Brownian increment over it, as
+        k-diffusion's ``noise_sampler(sigma, sigma_next)``); the per-sample sources ignore it, a run with a
+        k-diffusion noise sampler (``solverzoo.solve``) asks that sampler for it."""
         if self.noise is None:
             raise RuntimeError("this run has no noise source (an ODE solver asked for noise)")
         return self.precondition_noise(self.noise.randn_like(x))
@@ -143,23 +145,70 @@ class Context:
 # --- options: declared once, walked once ---------------------------------------------------------
 
 _REQUIRED = inspect.Parameter.empty
+_TYPE_NAMES = {"float": float, "int": int, "bool": bool, "str": str, "tuple": tuple, "list": list, "dict": dict}
 
 
-def declared_options(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of a solver class: its default (after the classes' ``defaults``;
+    ``inspect.Parameter.empty`` if required), its annotation as written in the ``__init__`` that
+    declares it ("" if none), and that class's name."""
+
+    name: str
+    default: Any
+    annotation: str
+    owner: str
+
+    @property
+    def types(self) -> tuple[type, ...]:
+        """The types the annotation names (float, int, bool, str, tuple, list, dict; None left out),
+        or the default's type when the annotation names none of them."""
+        names = [part.strip().split("[")[0] for part in self.annotation.split("|")]
+        found = tuple(_TYPE_NAMES[n] for n in names if n in _TYPE_NAMES)
+        if found:
+            return found
+        return () if self.default is None or self.default is _REQUIRED else (type(self.default),)
+
+    @property
+    def optional(self) -> bool:
+        """None is a valid value (annotated ``| None`` or defaulting to None)."""
+        return self.default is None or "None" in self.annotation.replace(" ", "").split("|")
+
+
+def option_specs(cls: type) -> tuple[dict[str, OptionSpec], dict[str, Any]]:
     """(options, pinned) of a solver class: every keyword parameter of every ``__init__`` along
-    the MRO with its default (a class's ``defaults`` override it), less the names some class
-    pins (``pinned``: fixed values, not options).  The one walker behind validation,
-    :meth:`Solver.options` and the results file."""
-    options: dict[str, Any] = {}
+    the MRO as an :class:`OptionSpec` (a class's ``defaults`` override its default), less the
+    names some class pins (``pinned``: fixed values, not options).  The one options walker:
+    validation, :meth:`Solver.options` and the results file read it."""
+    specs: dict[str, OptionSpec] = {}
     pinned: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):  # bases first: a subclass overrides
         if "__init__" in vars(klass) and klass is not object:
             for p in inspect.signature(klass.__init__).parameters.values():
                 if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                    options[p.name] = p.default
-        options.update(vars(klass).get("defaults", {}))
+                    annotation = p.annotation if isinstance(p.annotation, str) else (
+                        "" if p.annotation is _REQUIRED else inspect.formatannotation(p.annotation))
+                    specs[p.name] = OptionSpec(p.name, p.default, annotation, klass.__name__)
+        for name, value in vars(klass).get("defaults", {}).items():
+            specs[name] = (dataclasses.replace(specs[name], default=value) if name in specs
+                           else OptionSpec(name, value, "", klass.__name__))
         pinned.update(vars(klass).get("pinned", {}))
-    return {k: v for k, v in options.items() if k not in pinned}, pinned
+    return {k: v for k, v in specs.items() if k not in pinned}, pinned
+
+
+def declared_options(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options, pinned) of a solver class as {name: default} (:func:`option_specs`)."""
+    specs, pinned = option_specs(cls)
+    return {k: spec.default for k, spec in specs.items()}, pinned
+
+
+def noise_switches(cls: type) -> dict[str, Any]:
+    """{option: the value at which it adds no noise} of a solver class, merged along the MRO
+    (``noise_off``); pinned options keep their entry (their fixed value then decides)."""
+    switches: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        switches.update(vars(klass).get("noise_off", {}))
+    return switches
 
 
 def resolve_options(cls: type, given: dict[str, Any]) -> dict[str, Any]:
@@ -208,12 +257,38 @@ def _as_record(value: Any) -> Any:
 class _SolverType(type):
     """``Cls(**options)`` builds a solver from resolved options (:func:`resolve_options`): unknown
     or pinned names are refused naming the valid ones, the class's ``defaults`` and ``pinned``
-    values reach the ``__init__`` that takes them."""
+    values reach the ``__init__`` that takes them.  ``inspect.signature(Cls)`` (and ``help(Cls)``)
+    show those options, keyword-only, with their defaults (:func:`declared_options`)."""
 
     def __call__(cls, *args, **options):
         if args:
             raise TypeError(f"{cls.__name__} takes keyword options only")
+        grid = options.get("grid")
+        if grid is not None and not isinstance(grid, (str, list, tuple)) and hasattr(grid, "tolist"):
+            options["grid"] = [float(v) for v in grid.tolist()]  # a tensor or array of sigmas: the explicit grid
         return super().__call__(**resolve_options(cls, options))
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        options, _ = declared_options(cls)
+        common = declared_options(Solver)[0] if cls is not Solver else {}
+        order = [k for k in options if k not in common] + [k for k in options if k in common]  # its own first
+        return inspect.Signature([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=options[name])
+                                  for name in order])
+
+
+class _DeclaredInfo:
+    """``Cls.info`` is the declared :class:`SolverInfo`; ``solver.info`` is the same with the fields
+    this solver's options change (:meth:`Solver.info_changes`), computed on each access."""
+
+    def __init__(self, declared: SolverInfo):
+        self.declared = declared
+
+    def __get__(self, solver: Solver | None, owner: type) -> SolverInfo:
+        if solver is None:
+            return self.declared
+        changes = solver.info_changes()
+        return dataclasses.replace(self.declared, **changes) if changes else self.declared
 
 
 class Solver(metaclass=_SolverType):
@@ -225,23 +300,31 @@ class Solver(metaclass=_SolverType):
     Solver-specific options are keyword parameters of a class's ``__init__``, stored as
     attributes of the same name.  A class changes an inherited default in ``defaults`` and
     fixes an inherited option in ``pinned`` (then it is not an option of that class).
+    Options that change the budget or the order are read by :meth:`info_changes`; options that
+    add noise are declared in ``noise_off`` (:attr:`stochastic`).
     """
 
     info: ClassVar[SolverInfo]
     defaults: ClassVar[dict[str, Any]] = {}
     pinned: ClassVar[dict[str, Any]] = {}
-    fixed_steps: int | None = None  # set by options that fix the step count (e.g. PDS speed_up)
+    noise_off: ClassVar[dict[str, Any]] = {}  # {option: its value when it adds no noise}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if isinstance(vars(cls).get("info"), SolverInfo):
+            cls.info = _DeclaredInfo(vars(cls)["info"])
 
     def __init__(self, grid: str | list[float] | None = None, final: str | None = None,
                  grid_options: dict[str, Any] | None = None, preconditioner=None):
+        info = type(self).info
         if final is not None and final not in FINALS:
             raise ValueError(f"unknown final step {final!r}; choose one of {', '.join(FINALS)}")
-        self.grid = None if grid == "native" else (self.info.grid if grid is None else grid)
-        self.final = final or self.info.final
+        self.grid = None if grid == "native" else (info.grid if grid is None else grid)
+        self.final = final or info.final
         self.grid_options = dict(grid_options or {})
-        if preconditioner is not None and not self.info.preconditioning:
+        if preconditioner is not None and not info.preconditioning:
             raise ValueError(
-                f"solver {self.info.name!r} cannot use a preconditioner (it adds no noise and does not "
+                f"solver {info.name!r} cannot use a preconditioner (it adds no noise and does not "
                 f"precondition its drift); stochastic solvers accept TDAS noise filters, pds also drift filters"
             )
         if isinstance(preconditioner, str) and preconditioner != "tdas" and not os.path.exists(preconditioner):
@@ -249,13 +332,28 @@ class Solver(metaclass=_SolverType):
                              f"a filter file (.npz), or an operator")
         self.preconditioner = preconditioner
 
+    @property
+    def name(self) -> str:
+        """The registered name (``info.name``)."""
+        return type(self).info.name
+
     # --- budgets: the data in ``info`` --------------------------------------------------------
+    def info_changes(self) -> dict[str, Any]:
+        """The ``SolverInfo`` fields (budget, order) whose values this solver's options change;
+        ``solver.info`` is the declared info with these replaced.  None by default."""
+        return {}
+
     @property
     def final_step(self) -> str:
         """How this solver's grids end: "zero" or "sigma_min" (an explicit grid says by its last sigma)."""
         if isinstance(self.grid, (list, tuple)):
             return "zero" if self.grid[-1] == 0 else "sigma_min"
         return self.final
+
+    @property
+    def fixed_steps(self) -> int | None:
+        """The step count some options fix (an adaptive solver's grid, PDS's ``speed_up``); None otherwise."""
+        return None
 
     def steps_for_nfe(self, nfe: int) -> int:
         """The largest number of steps whose NFE fits the budget (an adaptive solver: its fixed grid)."""
@@ -310,7 +408,12 @@ class Solver(metaclass=_SolverType):
 
     @property
     def stochastic(self) -> bool:
-        return self.info.kind == "sde"
+        """Whether a run draws noise: some option of ``noise_off`` is away from its off value; a
+        class that declares none is stochastic when its kind is "sde"."""
+        switches = noise_switches(type(self))
+        if not switches:
+            return type(self).info.kind == "sde"
+        return any(getattr(self, option) != off for option, off in switches.items())
 
     # --- options ------------------------------------------------------------------------------
     def option_values(self) -> dict[str, Any]:
@@ -336,9 +439,24 @@ class Solver(metaclass=_SolverType):
 SOLVERS: Registry[type[Solver]] = Registry("solver")
 
 
-def register(cls: type[Solver]) -> type[Solver]:
-    """Class decorator: add a solver to the registry under ``cls.info.name``."""
-    return SOLVERS.register(cls.info.name, cls)
+def register(cls: type[Solver] | None = None, *, replace: bool = False) -> Any:
+    """Add a solver class to the registry under ``cls.info.name`` (a class decorator, also as
+    ``@register(replace=True)``).  Registering the same class again does nothing; another class
+    under a registered name is refused unless ``replace=True`` (re-running a notebook cell that
+    defines it).  A k-diffusion-style function becomes a class with ``solverzoo.from_k_diffusion``."""
+    if cls is None:
+        return lambda klass: register(klass, replace=replace)
+    if not (isinstance(cls, type) and issubclass(cls, Solver)):
+        hint = (" (a k-diffusion-style sampler function: wrap it with solverzoo.from_k_diffusion(fn, name=...))"
+                if callable(cls) else "")
+        raise TypeError(f"register() takes a Solver subclass, got {cls!r}{hint}")
+    info = getattr(cls, "info", None)
+    if not isinstance(info, SolverInfo):
+        raise TypeError(f"solver class {cls.__name__} needs an `info = SolverInfo(name=..., ...)` class attribute")
+    if SOLVERS.get(info.name) is cls:
+        return cls
+    SOLVERS.register(info.name, cls, replace=replace)
+    return cls
 
 
 def list_solvers() -> list[str]:

@@ -1,8 +1,7 @@
-"""Building blocks shared by the solver families: the exponential-integrator phi functions,
-multistep weights, EDM's churn, k-diffusion's ancestral split, a Brownian motion in sigma, the
-SEEDS running noise, and two bases (:class:`ExponentialRK` for single-step exponential
-integrators, :class:`Multistep` for history-based solvers).  A family module imports what it
-needs from here, never from another family module.
+"""Building blocks shared by the solver families: the exponential-integrator phi functions, multistep
+weights, EDM's churn, k-diffusion's ancestral split, a Brownian motion in sigma, the SEEDS running
+noise, and the bases :class:`ExponentialRK` (single-step exponential integrators, on
+:class:`ExponentialStages`) and :class:`Multistep` (history-based solvers).
 
 Frame: x_hat against sigma, where the probability-flow ODE is dx/dsigma = (x - D(x; sigma)) / sigma
 (Karras et al. 2022, Eq. 4), or against lambda = -log sigma (h = lambda_t - lambda_s), where its
@@ -11,7 +10,6 @@ exact data-prediction solution is x_t = (sigma_t / sigma_s) x_s + int_0^h e^{-(h
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -22,9 +20,10 @@ from torch import Tensor
 from .base import Context, Solver
 
 __all__ = [
-    "phi", "phi2", "phi3", "lagrange_weights", "adams_gammas", "expand_differences", "ab_weights",
-    "exponential_lagrange_weights", "ancestral_step", "check_eta", "churn", "check_churn", "SigmaBrownian", "stage_sigmas", "noise_chain",
-    "PREDICTIONS", "ExponentialRK", "Multistep", "WARMUPS", "exponential_ode_step", "warmup_note",
+    "phi", "slope_weight", "curve_weight", "lagrange_weights", "adams_gammas", "expand_differences", "ab_weights",
+    "exponential_lagrange_weights", "ancestral_step", "check_eta", "churn", "check_churn", "SigmaBrownian",
+    "stage_sigmas", "noise_chain", "PREDICTIONS", "ExponentialStages", "FLOW_STAGES", "ExponentialRK", "Multistep",
+    "WARMUPS", "warmup_note",
 ]
 
 PREDICTIONS = ("data", "noise")
@@ -51,13 +50,15 @@ def phi(k: int, z: float) -> float:
     return value
 
 
-def phi2(z: float) -> float:
-    """1 - (1 - e^{-z}) / z = z phi_2(-z), the weight of h D' in DPM-Solver++ (k-diffusion's phi_2)."""
+def slope_weight(z: float) -> float:
+    """1 - (1 - e^{-z}) / z = z phi_2(-z): int_0^h e^{-(h - r)} r dr = h slope_weight(h), the weight of
+    h D' in DPM-Solver++'s expansion (k-diffusion's ``phi_2``)."""
     return z * phi(2, -z)
 
 
-def phi3(z: float) -> float:
-    """phi2(z)/z - 1/2 = -z phi_3(-z), minus the weight of h^2 D'' (k-diffusion's phi_3)."""
+def curve_weight(z: float) -> float:
+    """slope_weight(z)/z - 1/2 = -z phi_3(-z): minus the weight of h^2 D'' in the same expansion
+    (k-diffusion's ``phi_3``)."""
     return -z * phi(3, -z)
 
 
@@ -200,12 +201,13 @@ def churn(ctx: Context, x: Tensor, sigma: float, steps: int, s_churn: float, s_t
 
 class SigmaBrownian:
     """A Brownian motion W(sigma) on decreasing sigma, started at W(start) = 0 and drawn forward:
-    each new point below the lowest one so far costs one fresh draw ``draw()``,
+    each new point below the lowest one so far costs one fresh draw ``draw(last, sigma)`` (the
+    normalised increment over [sigma, last]: ``ctx.randn_like(x, last, sigma)``),
     W(sigma) = W(last) + sqrt(last - sigma) z (independent Gaussian increments: the joint law of
     k-diffusion's BrownianTree at the visited points).  ``increment(a, b)`` is k-diffusion's
     normalised noise (W(b) - W(a)) / sqrt(a - b), a > b."""
 
-    def __init__(self, start: float, draw: Callable[[], Tensor]):
+    def __init__(self, start: float, draw: Callable[[float, float], Tensor]):
         self.draw = draw
         self.points: list[float] = [float(start)]
         self.values: list = [0.0]
@@ -217,7 +219,7 @@ class SigmaBrownian:
         if sigma > last:
             raise ValueError(f"SigmaBrownian draws forward only: sigma={sigma} lies above the lowest point {last} "
                              f"but is not a visited point")
-        self.values.append(self.draw() * math.sqrt(last - sigma) + self.values[-1])
+        self.values.append(self.draw(last, sigma) * math.sqrt(last - sigma) + self.values[-1])
         self.points.append(float(sigma))
         return self.values[-1]
 
@@ -236,12 +238,11 @@ def stage_sigmas(sigma_s: float, sigma_t: float, c: Sequence[float]) -> list[flo
 
 def noise_chain(sigmas: Sequence[float], prediction: str = "data") -> list[tuple[float, float]]:
     """(a_j, b_j) of the running noise N_j = a_j N_{j-1} + b_j xi_j over the sub-intervals
-    sigmas[0] > sigmas[1] > ... of one step (N_0 = 0, xi_j independent standard normals).
-
-    N_j is then exactly the stochastic integral of the step's exact solution from sigmas[0] to
-    sigmas[j], and all N_j are integrals of one Brownian path (``seeds`` module docstring):
-    data prediction a_j = (sigma_j / sigma_{j-1})^2, b_j = sigma_j sqrt(1 - a_j); noise
-    prediction a_j = 1, b_j = sqrt(sigma_{j-1}^2 - sigma_j^2)."""
+    sigmas[0] > sigmas[1] > ... of one step (N_0 = 0, xi_j independent standard normals): the exact
+    stochastic integrals of the step's solution from sigmas[0] to each sigmas[j], all of one Brownian
+    path.  Data prediction a_j = (sigma_j / sigma_{j-1})^2, b_j = sigma_j sqrt(1 - a_j); noise
+    prediction a_j = 1, b_j = sqrt(sigma_{j-1}^2 - sigma_j^2).
+    """
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     out = []
@@ -256,36 +257,33 @@ def noise_chain(sigmas: Sequence[float], prediction: str = "data") -> list[tuple
     return out
 
 
-class ExponentialRK(Solver):
-    """Single-step exponential integrators of dx = kappa (D - x) dlambda [+ noise] (``seeds``
-    module docstring): x_u = L(u) x + phi1(u) F_s + phi2(u) F' + N_u with F = D (data
-    prediction) or eps (noise prediction), F' replaced by stage differences.  ``kappa`` = 2 for
-    the reverse SDE (SEEDS), 1 for the probability-flow ODE (ETD-ERK, DPM-Solver++(2S)).
-    A subclass writes ``step(ctx, x, s, t)`` from ``step1``/``step2``/``step3``; a step to
-    sigma = 0 (h = inf) is the denoiser, every scheme's limit.  Budget: ``stages`` calls per
-    step, one for a step to zero (``zero_step_calls=1`` in its info)."""
+class ExponentialStages:
+    """The stages of the single-step exponential integrators of dx = kappa (D - x) dlambda [+ noise]
+    (Gonzalez et al. 2023; Lu et al. 2022, Algorithms 1-2): over u = c h, with F = D (``prediction="data"``)
+    or eps = (x - D) / sigma (``"noise"``) and F' replaced by stage differences,
 
-    kappa: int = 2
+        x_u = decay(u) x + f_weight(u) F_s + df_weight(u) F' + N_u
+        data:  decay = e^{-kappa u}, f_weight = 1 - e^{-kappa u},          df_weight = u - (1 - e^{-kappa u}) / kappa
+        noise: decay = 1,            f_weight = -kappa sigma_u (e^u - 1), df_weight = -kappa sigma_u (e^u - 1 - u)
 
-    def __init__(self, prediction: str = "data", **base):
-        super().__init__(**base)
-        if prediction not in PREDICTIONS:
-            raise ValueError(
-                f"prediction must be 'data' (D, data prediction: the DPM-Solver++ form) or 'noise' "
-                f"(eps, noise prediction: the DPM-Solver form); got {prediction!r}"
-            )
-        self.prediction = prediction
+    kappa = 1: the probability-flow ODE, no noise (DPM-Solver(++)-1/2/3); kappa = 2: the reverse SDE (SEEDS),
+    N_u the running noise of :func:`noise_chain`.  ``stepK(ctx, x, s, t, f_s=None)`` is the order-K scheme
+    from sigma s to t > 0 (order 2: the final weight f_weight / (2 c2), DPM-Solver-2's form); ``f_s`` is
+    the first stage's model output when the caller has it.
+    """
 
-    # --- the coefficients of x_u = L x + phi1 F_s + phi2 F' -----------------------------------
-    def L(self, u: float) -> float:
+    kappa: int = 1
+    prediction: str = "data"
+
+    def decay(self, u: float) -> float:
         return math.exp(-self.kappa * u) if self.prediction == "data" else 1.0
 
-    def phi1(self, u: float, sigma_u: float) -> float:
+    def f_weight(self, u: float, sigma_u: float) -> float:
         if self.prediction == "data":
             return -math.expm1(-self.kappa * u)
         return -self.kappa * sigma_u * math.expm1(u)
 
-    def phi2(self, u: float, sigma_u: float) -> float:
+    def df_weight(self, u: float, sigma_u: float) -> float:
         if self.prediction == "data":
             return z_plus_expm1_neg(self.kappa * u) / self.kappa
         return -self.kappa * sigma_u * expm1_minus_z(u)
@@ -305,31 +303,55 @@ class ExponentialRK(Solver):
             out.append(n)
         return out
 
-    # --- the schemes of order 1, 2, 3 ---------------------------------------------------------------
-    def step1(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
+    def step1(self, ctx: Context, x: Tensor, s: float, t: float, f_s: Tensor | None = None) -> Tensor:
         h = math.log(s / t)
         (n_t,) = self.noises(ctx, x, [s, t])
-        return x * self.L(h) + self.F(ctx, x, s) * self.phi1(h, t) + n_t
+        f_s = self.F(ctx, x, s) if f_s is None else f_s
+        return x * self.decay(h) + f_s * self.f_weight(h, t) + n_t
 
-    def step2(self, ctx: Context, x: Tensor, s: float, t: float, c2: float = 0.5) -> Tensor:
+    def step2(self, ctx: Context, x: Tensor, s: float, t: float, c2: float = 0.5, f_s: Tensor | None = None) -> Tensor:
         h = math.log(s / t)
         (s2,) = stage_sigmas(s, t, [c2])
         n_2, n_t = self.noises(ctx, x, [s, s2, t])
-        f_s = self.F(ctx, x, s)
-        x_2 = x * self.L(c2 * h) + f_s * self.phi1(c2 * h, s2) + n_2
+        f_s = self.F(ctx, x, s) if f_s is None else f_s
+        x_2 = x * self.decay(c2 * h) + f_s * self.f_weight(c2 * h, s2) + n_2
         f_2 = self.F(ctx, x_2, s2)
-        return x * self.L(h) + f_s * self.phi1(h, t) + (f_2 - f_s) * (self.phi1(h, t) / (2 * c2)) + n_t
+        return x * self.decay(h) + f_s * self.f_weight(h, t) + (f_2 - f_s) * (self.f_weight(h, t) / (2 * c2)) + n_t
 
-    def step3(self, ctx: Context, x: Tensor, s: float, t: float, c2: float = 1 / 3, c3: float = 2 / 3) -> Tensor:
+    def step3(self, ctx: Context, x: Tensor, s: float, t: float, c2: float = 1 / 3, c3: float = 2 / 3,
+              f_s: Tensor | None = None) -> Tensor:
         h = math.log(s / t)
         s2, s3 = stage_sigmas(s, t, [c2, c3])
         n_2, n_3, n_t = self.noises(ctx, x, [s, s2, s3, t])
-        f_s = self.F(ctx, x, s)
-        x_2 = x * self.L(c2 * h) + f_s * self.phi1(c2 * h, s2) + n_2
+        f_s = self.F(ctx, x, s) if f_s is None else f_s
+        x_2 = x * self.decay(c2 * h) + f_s * self.f_weight(c2 * h, s2) + n_2
         f_2 = self.F(ctx, x_2, s2)
-        x_3 = x * self.L(c3 * h) + f_s * self.phi1(c3 * h, s3) + (f_2 - f_s) * (self.phi2(c3 * h, s3) / (c2 * h)) + n_3
+        x_3 = (x * self.decay(c3 * h) + f_s * self.f_weight(c3 * h, s3)
+               + (f_2 - f_s) * (self.df_weight(c3 * h, s3) / (c2 * h)) + n_3)
         f_3 = self.F(ctx, x_3, s3)
-        return x * self.L(h) + f_s * self.phi1(h, t) + (f_3 - f_s) * (self.phi2(h, t) / (c3 * h)) + n_t
+        return x * self.decay(h) + f_s * self.f_weight(h, t) + (f_3 - f_s) * (self.df_weight(h, t) / (c3 * h)) + n_t
+
+
+#: the probability-flow ODE's data-prediction stages (DPM-Solver++(1/2S/3S)): the multistep ``warmup="rk"`` start
+FLOW_STAGES = ExponentialStages()
+
+
+class ExponentialRK(ExponentialStages, Solver):
+    """Single-step exponential integrators as solvers: a subclass writes ``step(ctx, x, s, t)`` from
+    ``step1``/``step2``/``step3`` (:class:`ExponentialStages`; kappa = 2 unless it sets 1); a step to
+    sigma = 0 (h = inf) is the denoiser, every scheme's limit.  Budget: ``stages`` calls per step, one for
+    a step to zero (``zero_step_calls=1`` in its info).  Readable forms of SEEDS-1/2/3: ``readable.seeds1`` etc."""
+
+    kappa: int = 2
+
+    def __init__(self, prediction: str = "data", **base):
+        super().__init__(**base)
+        if prediction not in PREDICTIONS:
+            raise ValueError(
+                f"prediction must be 'data' (D, data prediction: the DPM-Solver++ form) or 'noise' "
+                f"(eps, noise prediction: the DPM-Solver form); got {prediction!r}"
+            )
+        self.prediction = prediction
 
     def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
         raise NotImplementedError
@@ -356,61 +378,18 @@ def warmup_note(order: int) -> str:
             f"references) bounds the global order at 2")
 
 
-def exponential_ode_step(ctx: Context, x: Tensor, d_s: Tensor, s: float, t: float, order: int) -> Tensor:
-    """One single-step exponential Runge-Kutta step of the probability-flow ODE from sigma s to t > 0,
-    data prediction, of order 1-3, its first stage d_s = D(x; s) given (order - 1 more model calls):
-    :class:`ExponentialRK`'s ``step1``/``step2``/``step3`` with kappa = 1 (DPM-Solver++(1)/(2S) with
-    c2 = 1/2, and the third-order scheme with c2 = 1/3, c3 = 2/3; Lu et al. 2022, Algorithms 1-2):
-
-        x_2 = (s_2/s) x + (1 - e^{-c_2 h}) D_s                                    (order 2, 3)
-        x_3 = (s_3/s) x + (1 - e^{-c_3 h}) D_s + psi(c_3 h) / (c_2 h) (D_2 - D_s)  (order 3)
-        x_t = (t/s) x + (1 - e^{-h}) D_s + (1 - e^{-h}) / (2 c_2) (D_2 - D_s)       (order 2)
-        x_t = (t/s) x + (1 - e^{-h}) D_s + psi(h) / (c_3 h) (D_3 - D_s)             (order 3)
-
-    h = log(s / t), s_j = s (t/s)^{c_j}, psi(u) = u + e^{-u} - 1.  The multistep solvers' ``warmup="rk"``
-    start."""
-    h = math.log(s / t)
-    phi1 = -math.expm1(-h)
-    if order == 1:
-        return x * (t / s) + d_s * phi1
-    if order == 2:
-        c2 = 0.5
-        (s2,) = stage_sigmas(s, t, [c2])
-        d_2 = ctx.denoise(x * (s2 / s) + d_s * -math.expm1(-c2 * h), s2)
-        return x * (t / s) + d_s * phi1 + (d_2 - d_s) * (phi1 / (2 * c2))
-    if order == 3:
-        c2, c3 = 1 / 3, 2 / 3
-        s2, s3 = stage_sigmas(s, t, [c2, c3])
-        d_2 = ctx.denoise(x * (s2 / s) + d_s * -math.expm1(-c2 * h), s2)
-        x_3 = x * (s3 / s) + d_s * -math.expm1(-c3 * h) + (d_2 - d_s) * (z_plus_expm1_neg(c3 * h) / (c2 * h))
-        d_3 = ctx.denoise(x_3, s3)
-        return x * (t / s) + d_s * phi1 + (d_3 - d_s) * (z_plus_expm1_neg(h) / (c3 * h))
-    raise ValueError(f"exponential_ode_step has orders 1-3, got {order}")
-
-
 class Multistep(Solver):
     """History-based solvers: one model call per step, an ``order`` with a ``warmup`` start and
     ``lower_order_final``, and ``denoise_to_zero``.
 
-    Order schedule.  Step i (0-based, N steps) uses order min(order, i + 1) (warm-up from the
-    available history) and, with ``lower_order_final``, also min(., N - i): the last steps drop to
-    orders 2 and 1 (DPM-Solver's rule; DPM-Solver applies it only below 10 steps, diffusers'
-    DPMSolverMultistep and DEIS below 15, diffusers' UniPC always; here whenever the option is on).
-
-    Warm-up and the global order.  A first-order step leaves a local error O(h^2); made once, it
-    still bounds the global error at O(h^2).  So with ``warmup="lower"`` (the references' start:
-    step 0 is Euler / DPM-Solver-1) and with ``lower_order_final`` a method of order p >= 3 converges
-    at order 2 (measured on the Gaussian's exact flow: tests/test_orders.py).  ``warmup="rk"``
-    replaces the steps whose history is too short for local error O(h^{p}) -- steps i < p - 2 --
-    by single-step exponential RK steps of order p - 1 (:func:`exponential_ode_step`; p - 2 more
-    calls each); the later steps use orders min(p, i + 1) >= p - 1 as before, and the method reaches
-    order p.  ``declared_order`` is the order reached with the instance's options.
-
-    Budget: one model call per step, plus (p - 2)^2 for ``warmup="rk"`` (p - 2 warm-up steps of p - 2
-    extra calls: 1 for p = 3, 4 for p = 4; ``min_steps`` p - 1, so that the warm-up steps are
-    followed by a multistep step), plus one for ``denoise_to_zero`` (grids ending at sigma_min:
-    after the last step, x = D(x; sigma_min), DPM-Solver's option).  On a grid ending at zero the
-    last step already is that denoise, so the option is refused there.
+    Step i of N uses order min(order, i + 1) (the history available) and, with ``lower_order_final``,
+    min(., N - i) (DPM-Solver's rule, applied here whenever the option is on).  A first-order start bounds
+    the global order at 2 (its O(h^2) local error), so the references' start (``warmup="lower"``) caps an
+    order-p >= 3 method at 2; ``warmup="rk"`` makes steps i < p - 2 single-step exponential RK steps of
+    order p - 1 (:data:`FLOW_STAGES`, p - 2 more calls each) and the method reaches order p
+    (tests/test_orders.py).  ``denoise_to_zero``: a last call x = D(x; sigma_min) on a grid ending at
+    sigma_min (DPM-Solver's option).  Budget (:meth:`info_changes`): N + (p - 2)^2 for ``warmup="rk"``
+    (``min_steps`` p - 1) + 1 for ``denoise_to_zero``.
     """
 
     max_order: int = 3
@@ -419,21 +398,23 @@ class Multistep(Solver):
                  warmup: str = "lower", **base):
         super().__init__(**base)
         if int(order) != order or not 1 <= order <= self.max_order:
-            raise ValueError(f"{self.info.name} order must be an integer in 1..{self.max_order}, got {order}")
+            raise ValueError(f"{self.name} order must be an integer in 1..{self.max_order}, got {order}")
         if warmup not in WARMUPS:
-            raise ValueError(f"{self.info.name} warmup must be 'lower' (lower-order multistep steps first, as the "
+            raise ValueError(f"{self.name} warmup must be 'lower' (lower-order multistep steps first, as the "
                              f"references) or 'rk' (single-step RK start of order - 1: full order), got {warmup!r}")
         self.order = int(order)
         self.lower_order_final = bool(lower_order_final)
         self.denoise_to_zero = bool(denoise_to_zero)
         self.warmup = warmup
         if self.denoise_to_zero and self.final == "zero" and not isinstance(self.grid, (list, tuple)):
-            raise ValueError(f"{self.info.name}: denoise_to_zero needs final='sigma_min' (a grid ending at zero already "
+            raise ValueError(f"{self.name}: denoise_to_zero needs final='sigma_min' (a grid ending at zero already "
                              f"ends with the denoising step x = D(x; sigma_min))")
+
+    def info_changes(self) -> dict:
+        """Order reached (:meth:`declared_order`) and the budget of ``warmup`` and ``denoise_to_zero``."""
         warm = self.warmup_steps()
-        self.info = dataclasses.replace(type(self).info, order=self.declared_order(),
-                                        extra_calls=int(self.denoise_to_zero) + warm * (self.order - 2),
-                                        min_steps=max(type(self).info.min_steps, warm + 1))
+        return {"order": self.declared_order(), "extra_calls": int(self.denoise_to_zero) + warm * (self.order - 2),
+                "min_steps": max(type(self).info.min_steps, warm + 1)}
 
     def formula_order(self) -> int:
         """The order of the update itself, with a full history (a subclass may raise it: a corrector)."""
@@ -449,8 +430,10 @@ class Multistep(Solver):
         return max(self.order - 2, 0) if self.warmup == "rk" else 0
 
     def warmup_step(self, ctx: Context, x: Tensor, d: Tensor, i: int) -> Tensor:
-        """Step i of the ``warmup="rk"`` start: exponential RK of order p - 1 from D_i = d."""
-        return exponential_ode_step(ctx, x, d, ctx.sigma[i], ctx.sigma[i + 1], self.order - 1)
+        """Step i of the ``warmup="rk"`` start: the ODE's exponential RK of order p - 1 (DPM-Solver++(2S) with
+        c2 = 1/2, or the third-order scheme with c2 = 1/3, c3 = 2/3) from D_i = d (:data:`FLOW_STAGES`)."""
+        step = FLOW_STAGES.step2 if self.order == 3 else FLOW_STAGES.step3
+        return step(ctx, x, ctx.sigma[i], ctx.sigma[i + 1], f_s=d)
 
     def step_order(self, i: int, steps: int) -> int:
         """Order of step i of ``steps``: warm-up min(order, i + 1); lower_order_final min(., steps - i)."""
@@ -461,6 +444,6 @@ class Multistep(Solver):
         """The optional final denoise at the last (positive) sigma: one more call."""
         if self.denoise_to_zero:
             if ctx.grid.final == "zero":
-                raise ValueError(f"{self.info.name}: denoise_to_zero on a grid that already ends at sigma = 0")
+                raise ValueError(f"{self.name}: denoise_to_zero on a grid that already ends at sigma = 0")
             x = ctx.denoise(x, ctx.sigma[-1])
         return x

@@ -1,50 +1,16 @@
-"""DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
-Probabilistic Models", arXiv:2211.01095; code LuChengTHU/dpm-solver) in data prediction on x_hat
-against lambda = -log sigma, single-step (2S) and multistep (2M, 3M), and their SDE versions
-(k-diffusion ``sample_dpmpp_2m_sde`` / ``sample_dpmpp_3m_sde``; Gonzalez et al. 2023 / Lu et al.
-2022 for the SDE integrator).
+"""DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models",
+arXiv:2211.01095; code LuChengTHU/dpm-solver), data prediction on x_hat against lambda = -log sigma: single-step
+(2S), multistep (2M, 3M) and SDE versions (k-diffusion ``sample_dpmpp_2m_sde``, ``_3m_sde``).  With h = lambda_t -
+lambda_s, eta >= 0 (0: the ODE, 1: the reverse SDE), h_eta = (1 + eta) h, the exact solution of dx = (1 + eta)
+(D - x) dlambda + noise and the Taylor expansion of D give (Algorithms 1-2 for eta = 0; k-diffusion's eta form)
 
-One multistep update covers all four.  With h = lambda_t - lambda_s, eta >= 0 (eta = 0: the ODE,
-eta = 1: the reverse SDE) and h_eta = (1 + eta) h, the exact solution of
-dx = (1 + eta)(D - x) dlambda + noise (the ODE plus eta times the Langevin part) is
+    x_t = (sigma_t/sigma_s) e^{-eta h} x_s + (1 - e^{-h_eta}) D_s + h slope_weight(h_eta) D'
+          - h^2 curve_weight(h_eta) D'' + sigma_t sqrt(1 - e^{-2 eta h}) z,
 
-    x_t = (sigma_t / sigma_s) e^{-eta h} x_s + (1 + eta) int_0^h e^{-(1+eta)(h - r)} D(lambda_s + r) dr
-          + sigma_t sqrt(1 - e^{-2 eta h}) z,
-
-and the Taylor expansion D(lambda_s + r) = D + r D' + r^2/2 D'' integrates to
-
-    (1 - e^{-h_eta}) D_s + h phi2(h_eta) D' - h^2 phi3(h_eta) D''
-    phi2(z) = 1 - (1 - e^{-z}) / z = z phi_2(-z),   phi3(z) = phi2(z)/z - 1/2 = -z phi_3(-z)
-
-(phi_k the exponential-integrator functions of ``blocks.phi``).  The multistep estimates from
-the history D_s = D_0, D_1, D_2 at lambda_s - h_0, lambda_s - h_0 - h_1 (r_0 = h_0/h, r_1 = h_1/h):
-
-    d1_0 = (D_0 - D_1) / r_0 ~ h D',   d1_1 = (D_1 - D_2) / r_1
-    order 2: h D' ~ d1_0;  "midpoint" (DPM-Solver++(2M)): + 1/2 (1 - e^{-h_eta}) d1_0,  "heun": + phi2(h_eta) d1_0
-    order 3: h D' ~ d1 = d1_0 + (d1_0 - d1_1) r_0 / (r_0 + r_1),  h^2 D''/2 ~ d2 = (d1_0 - d1_1) / (r_0 + r_1)
-             + phi2(h_eta) d1 - 2 phi3(h_eta) d2.
-
-Reference bug (third order).  DPM-Solver (``multistep_dpm_solver_third_update``), diffusers
-(``multistep_dpm_solver_third_order_update``) and k-diffusion (``sample_dpmpp_3m_sde``) all add
-``- phi3 * D2`` with D2 = d2 = h^2 D''/2: the D'' term gets half its weight, the local error is
-O(h^3) and the "third-order" multistep converges at order 2.  ``third_order="exact"`` (default) uses
-2 phi3; ``"upstream"`` reproduces the references bit for bit (parity tests).  What the factor buys
-depends on the start (``blocks.Multistep``): with the references' first-order start both forms
-converge at order 2 and the upstream form is slightly *more* accurate (error ratio upstream/exact 0.8
-at 16-256 steps on the wide Gaussian of tests/test_orders.py); with ``warmup="rk"`` the exact form
-reaches order 3 and the ratio is 0.2, 1.2, 3.1, 6.9, 14.6 at 16, 32, 64, 128, 256 steps (on the
-Gaussian of tests/test_peers.py, either start: 0.4, 0.8, 2.2, 5.1, 10.7).  The gain is asymptotic:
-below about 32 Karras steps the upstream weight is as good or better.
-
-A step to sigma = 0 (h = inf) is x = D_s: the higher-order terms divide by h.  The noise of an SDE
-step is one ``ctx.randn_like`` draw, as k-diffusion's ``noise_sampler(sigma_s, sigma_t)``.
-
-Parity (tests/test_parity.py): k-diffusion ``sample_dpmpp_2m``, ``_2m_sde`` (both solver types),
-``_3m_sde`` (``third_order="upstream"``), ``_2s_ancestral`` to ~1e-15; diffusers
-``DPMSolverMultistepScheduler`` (dpmsolver++ orders 2-3, sde-dpmsolver++) to ~1e-7, because its
-``step`` casts the sample to float32.  Conventions: diffusers lowers the last two orders only below
-15 steps (always the last one when its grid ends at zero), DPM-Solver below 10; ``lower_order_final``
-here applies whenever it is on.
+the derivatives from the history (``DPMSolverPPMultistep.combine``).  The references give the D'' term
+half its weight (order 2); ``third_order="exact"`` (default) corrects it, ``"upstream"`` reproduces them
+bit for bit (docs/solver-notes.md).  A step to sigma = 0 is x = D_s.  Parity with k-diffusion and
+diffusers ``DPMSolverMultistepScheduler``: tests/test_parity.py.
 """
 
 from __future__ import annotations
@@ -54,7 +20,7 @@ import math
 from torch import Tensor
 
 from .base import Context, SolverInfo, register
-from .blocks import ExponentialRK, Multistep, ancestral_step, check_eta, phi2, phi3, warmup_note
+from .blocks import ExponentialRK, Multistep, ancestral_step, check_eta, curve_weight, slope_weight, warmup_note
 from .k_diffusion_family import DPMPP, KDIFF
 
 __all__ = ["DPMPP2S", "DPMPP2M", "DPMPP3M", "DPMPP2MSDE", "DPMPP3MSDE", "RESMultistep"]
@@ -81,15 +47,12 @@ class DPMPP2S(ExponentialRK):
                       grid="karras", final="zero", zero_step_calls=1, preconditioning=frozenset({"noise"}))
     kappa = 1
     pinned = {"prediction": "data"}
+    noise_off = {"eta": 0.0}
 
     def __init__(self, eta: float = 0.0, s_noise: float = 1.0, **base):
         super().__init__(**base)
         check_eta("dpmpp_2s", eta, s_noise, 1.0)
         self.eta, self.s_noise = float(eta), float(s_noise)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
 
     def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
         down, up = ancestral_step(s, t, self.eta)
@@ -100,28 +63,34 @@ class DPMPP2S(ExponentialRK):
 
 
 class DPMSolverPPMultistep(Multistep):
-    """The multistep update of the module docstring; ``eta`` > 0 makes it the SDE solver.
-    ``warmup="rk"`` (eta = 0 only) starts order 3 with one DPM-Solver++(2S) step (``blocks.Multistep``)."""
+    """The multistep update of the module docstring; ``eta`` > 0 makes it the SDE solver.  From the history
+    D_0 = D_s, D_1, D_2 at lambda_s - h_0, lambda_s - h_0 - h_1 (r_k = h_k / h), d1_k = (D_k - D_{k+1}) / r_k:
+
+        order 2:  h D' ~ d1_0, weighted (1 - e^{-h_eta}) / 2 ("midpoint", DPM-Solver++(2M)) or slope_weight ("heun")
+        order 3:  h D' ~ d1_0 + (d1_0 - d1_1) r_0 / (r_0 + r_1),   h^2 D'' / 2 ~ (d1_0 - d1_1) / (r_0 + r_1)
+
+    ``warmup="rk"`` (eta = 0 only) starts order 3 with one DPM-Solver++(2S) step (``blocks.Multistep``).
+Readable forms of its presets: ``readable.dpmpp_2m``, ``dpmpp_2m_sde``, ``dpmpp_3m_sde``.
+    """
+
+    noise_off = {"eta": 0.0}
 
     def __init__(self, eta: float = 0.0, s_noise: float = 1.0, solver_type: str = "midpoint",
                  third_order: str = "exact", **base):
-        check_eta(self.info.name, eta, s_noise)
+        check_eta(self.name, eta, s_noise)
         if solver_type not in SOLVER_TYPES:
             raise ValueError(f"solver_type must be one of {SOLVER_TYPES}, got {solver_type!r}")
         if third_order not in THIRD_ORDER:
             raise ValueError(f"third_order must be 'exact' (order 3) or 'upstream' (the references' weight, order 2), "
                              f"got {third_order!r}")
-        self.eta, self.s_noise, self.solver_type, self.third_order = float(eta), float(s_noise), solver_type, third_order
+        self.eta, self.s_noise = float(eta), float(s_noise)
+        self.solver_type, self.third_order = solver_type, third_order
         super().__init__(**base)
         if self.warmup == "rk" and self.eta > 0:
-            raise ValueError(f"{self.info.name}: warmup='rk' is an ODE start; it needs eta = 0, got eta={self.eta}")
+            raise ValueError(f"{self.name}: warmup='rk' is an ODE start; it needs eta = 0, got eta={self.eta}")
 
     def formula_order(self) -> int:
         return 2 if self.order == 3 and self.third_order == "upstream" else self.order
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
 
     def combine(self, d: Tensor, hist: list[Tensor], hs: list[float], h: float, order: int) -> Tensor:
         """(1 + eta) int_0^h e^{-(1+eta)(h-r)} D dr, estimated from D = hist[-1] and the history."""
@@ -129,7 +98,7 @@ class DPMSolverPPMultistep(Multistep):
         out = d * -math.expm1(-he)
         if order == 2:
             d1 = (d - hist[-2]) * (h / hs[-1])
-            out = out + d1 * (0.5 * -math.expm1(-he) if self.solver_type == "midpoint" else phi2(he))
+            out = out + d1 * (0.5 * -math.expm1(-he) if self.solver_type == "midpoint" else slope_weight(he))
         elif order == 3:
             r0, r1 = hs[-1] / h, hs[-2] / h
             d1_0 = (d - hist[-2]) / r0
@@ -137,7 +106,7 @@ class DPMSolverPPMultistep(Multistep):
             d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
             d2 = (d1_0 - d1_1) / (r0 + r1)
             weight = 2.0 if self.third_order == "exact" else 1.0
-            out = out + d1 * phi2(he) - d2 * (weight * phi3(he))
+            out = out + d1 * slope_weight(he) - d2 * (weight * curve_weight(he))
         return out
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
@@ -177,7 +146,7 @@ class DPMPP2M(DPMSolverPPMultistep):
 
         x_t = (sigma_t/sigma_s) x + (1 - e^{-h}) [(1 + 1/(2 r)) D_i - 1/(2 r) D_{i-1}],  r = h_{i-1} / h
 
-    (``solver_type="midpoint"``; ``"heun"``: phi2(h) (D_i - D_{i-1}) / r in place of the midpoint term).
+    (``solver_type="midpoint"``; ``"heun"``: slope_weight(h) (D_i - D_{i-1}) / r in place of the midpoint term).
     First step and (``lower_order_final``, default) last step first order; a step to 0 is x = D.  NFE = N.
     """
 
@@ -204,7 +173,7 @@ class DPMPP2MSDE(DPMSolverPPMultistep):
 
         x_t = (sigma_t/sigma_s) e^{-eta h} x + (1 - e^{-h_eta}) D_i + c (D_i - D_{i-1}) / r
               + s_noise sigma_t sqrt(1 - e^{-2 eta h}) z,
-        c = (1 - e^{-h_eta})/2 ("midpoint") or phi2(h_eta) ("heun"),  h_eta = (1 + eta) h.
+        c = (1 - e^{-h_eta})/2 ("midpoint") or slope_weight(h_eta) ("heun"),  h_eta = (1 + eta) h.
 
     eta = 0 is DPM-Solver++(2M).  ``lower_order_final`` is off by default (as k-diffusion: only the step
     to 0, x = D, is first order).  NFE = N.
@@ -218,7 +187,7 @@ class DPMPP2MSDE(DPMSolverPPMultistep):
 @register
 class DPMPP3MSDE(DPMSolverPPMultistep):
     """DPM-Solver++(3M) SDE (k-diffusion ``sample_dpmpp_3m_sde``): the 3M update with h_eta = (1 + eta) h
-    and noise s_noise sigma_t sqrt(1 - e^{-2 eta h}) z; warm-up order-2 step "heun" (phi2), as k-diffusion.
+    and noise s_noise sigma_t sqrt(1 - e^{-2 eta h}) z; warm-up order-2 step "heun" (slope_weight), as k-diffusion.
     ``third_order="exact"`` (default) doubles the references' D'' weight (module docstring).
     ``lower_order_final`` off by default (k-diffusion).  NFE = N.
     """
@@ -239,9 +208,9 @@ class RESMultistep(DPMSolverPPMultistep):
     against lambda = -log sigma, h = lambda_t - lambda_s, c_2 = -h_{i-1} / h:
 
         x_t = e^{-h} x_s + h [(phi_1(-h) - phi_2(-h) / c_2) D_i + (phi_2(-h) / c_2) D_{i-1}]
-            = (sigma_t/sigma_s) x_s + (1 - e^{-h}) D_i + phi2(h) (D_i - D_{i-1}) / r,   r = h_{i-1} / h,
+            = (sigma_t/sigma_s) x_s + (1 - e^{-h}) D_i + slope_weight(h) (D_i - D_{i-1}) / r,   r = h_{i-1} / h,
 
-    phi_1(z) = (e^z - 1)/z, phi_2(z) = (phi_1(z) - 1)/z (h phi_2(-h) = phi2(h) of ``blocks.phi2``): the
+    phi_1(z) = (e^z - 1)/z, phi_2(z) = (phi_1(z) - 1)/z (h phi_2(-h) = ``blocks.slope_weight(h)``): the
     DPM-Solver++(2M) update with ``solver_type="heun"`` and ``lower_order_final`` off, bit for bit.  The
     first step is Euler, a step to sigma = 0 is x = D.  Order 2.  NFE = N.
     """

@@ -54,25 +54,27 @@ class Heun(Solver):
 
     info = SolverInfo(name="heun", family="edm", kind="ode", order=2, calls_per_step=2, zero_step_calls=1,
                       paper=EDM + ", Algorithms 1-2 (Heun, stochastic churn)", grid="karras")
+    noise_off = {"s_churn": 0.0}
 
     def __init__(self, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = float("inf"),
                  s_noise: float = 1.0, **base):
         super().__init__(**base)
-        check_churn(self.info.name, s_churn, s_tmin, s_tmax, s_noise)
-        self.s_churn, self.s_tmin, self.s_tmax, self.s_noise = float(s_churn), float(s_tmin), float(s_tmax), float(s_noise)
+        check_churn(self.name, s_churn, s_tmin, s_tmax, s_noise)
+        self.s_churn, self.s_tmin, self.s_tmax = float(s_churn), float(s_tmin), float(s_tmax)
+        self.s_noise = float(s_noise)
 
-    @property
-    def stochastic(self) -> bool:
-        return self.s_churn > 0
+    def step(self, ctx: Context, x: Tensor, s: float, t: float) -> Tensor:
+        """One step of Algorithm 1 from sigma s to t: Euler, then (t > 0) the trapezoidal correction."""
+        d = (x - ctx.denoise(x, s)) / s
+        x_next = x + (t - s) * d
+        if t == 0:
+            return x_next
+        d_next = (x_next - ctx.denoise(x_next, t)) / t
+        return x + (t - s) * (d + d_next) / 2
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma, steps = ctx.sigma, ctx.grid.steps
         for i in range(steps):
             x, sigma_hat = churn(ctx, x, sigma[i], steps, self.s_churn, self.s_tmin, self.s_tmax, self.s_noise)
-            d = (x - ctx.denoise(x, sigma_hat)) / sigma_hat
-            x_next = x + (sigma[i + 1] - sigma_hat) * d
-            if sigma[i + 1] != 0:
-                d_next = (x_next - ctx.denoise(x_next, sigma[i + 1])) / sigma[i + 1]
-                x_next = x + (sigma[i + 1] - sigma_hat) * (d + d_next) / 2
-            x = x_next
+            x = self.step(ctx, x, sigma_hat, sigma[i + 1])
         return x

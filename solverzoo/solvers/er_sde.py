@@ -1,28 +1,15 @@
 """ER-SDE-Solver (Cui et al. 2023, "Elucidating the Solution Space of Extended Reverse-Time SDEs for
-Diffusion Models", arXiv:2309.06169; code QinpengCui/ER-SDE-Solver, ComfyUI ``sample_er_sde``).
-
-Extended reverse-time SDEs.  On x_hat against sigma (VE form, Karras et al. 2022's frame) the family
-
-    dx = [(x - D)/sigma] dsigma + ... (their Eq. 9 with a free noise scale)
-
-has, for a noise-scale function phi(sigma) (their Eq. 13-14), the exact solution from sigma_s to sigma_t
+Diffusion Models", arXiv:2309.06169; code QinpengCui/ER-SDE-Solver, ComfyUI ``sample_er_sde``), on x_hat
+against sigma.  For a noise-scale function phi(sigma) (their Eq. 13-14) the extended reverse SDE has the
+exact solution from sigma_s to sigma_t, r = phi(sigma_t) / phi(sigma_s),
 
     x_t = r x_s + phi(sigma_t) int_{sigma_t}^{sigma_s} phi'(sigma) / phi(sigma)^2 D(sigma) dsigma
-          + sqrt(sigma_t^2 - r^2 sigma_s^2) z,       r = phi(sigma_t) / phi(sigma_s).
+          + sqrt(sigma_t^2 - r^2 sigma_s^2) z.
 
-phi(sigma) = sigma is the probability-flow ODE (no noise), phi(sigma) = sigma^2 the reverse SDE
-(DDPM-ancestral); the paper recommends phi(sigma) = sigma (e^{sigma^0.3} + 10) ("ER SDE 5", their
-Sec. 5 / Fig. 3), the default here.  Expanding D(sigma) = D_s + (sigma - sigma_s) D' + (sigma -
-sigma_s)^2/2 D'' and integrating by parts (their Eq. 19-21, ER-SDE-Solver-1/2/3):
-
-    x_t = r x_s + (1 - r) D_s + [(sigma_t - sigma_s) + phi_t S_0] D'_s
-          + [(sigma_t - sigma_s)^2 / 2 + phi_t S_1] D''_s + sqrt(sigma_t^2 - r^2 sigma_s^2) z,
-    S_0 = int_{sigma_t}^{sigma_s} dsigma / phi,   S_1 = int_{sigma_t}^{sigma_s} (sigma - sigma_s) / phi dsigma,
-
-with the derivatives from the history (as the reference): D'_s = (D_i - D_{i-1}) / (sigma_i -
-sigma_{i-1}) and D''_s = (D'_i - D'_{i-1}) / ((sigma_i - sigma_{i-2}) / 2).  The reference evaluates
-S_0, S_1 by a 200-point Riemann sum; here by 32-point Gauss-Legendre in log sigma (smooth
-integrands: exact to rounding).  A step to sigma = 0 is x = D.
+phi = sigma is the probability-flow ODE, phi = sigma^2 the reverse SDE, phi = sigma (e^{sigma^0.3} + 10)
+the paper's "ER SDE 5" (default).  A Taylor expansion of D integrated by parts gives ER-SDE-Solver-1/2/3
+(their Eq. 19-21, :class:`ERSDE`), with S_0 = int dsigma / phi and S_1 = int (sigma - sigma_s) / phi
+dsigma by 32-point Gauss-Legendre in log sigma (the reference: a 200-point Riemann sum).
 """
 
 from __future__ import annotations
@@ -58,23 +45,22 @@ def _integrals(phi, sigma_t: float, sigma_s: float) -> tuple[float, float]:
 
 @register
 class ERSDE(Solver):
-    """ER-SDE-Solver (Cui et al. 2023, Eq. 19-21; module docstring), stage p = min(max_stage, i + 1):
+    """ER-SDE-Solver (Cui et al. 2023, Eq. 19-21), stage p = min(max_stage, i + 1):
 
         x_t = r x_s + (1 - r) D_s [+ ((sigma_t - sigma_s) + phi_t S_0) D'_s]                 (p >= 2)
               [+ ((sigma_t - sigma_s)^2/2 + phi_t S_1) D''_s] + s_noise sqrt(sigma_t^2 - r^2 sigma_s^2) z   (p = 3)
 
-    ``noise_scale``: "er_sde" (phi = sigma (e^{sigma^0.3} + 10), the paper's), "ode" (phi = sigma: no noise,
-    an ODE solver; stage 1 is Euler), "sde" (phi = sigma^2: stage 1 is Euler-ancestral with eta = 1).
-    Order 2 (the ODE version's slope, tests/test_new_solvers.py): stage 3's D'_s is a backward
-    difference, itself first order, so stage 3 does not raise the order (measured with noise_scale="ode"
-    on tests/test_orders.py's Gaussian at 128 steps: error 6.6e-3 with stage 2, 8.1e-3 with stage 3;
-    slopes 2.01, 1.99).  NFE = N.
+    D'_s = (D_i - D_{i-1}) / (sigma_i - sigma_{i-1}), D''_s = (D'_i - D'_{i-1}) / ((sigma_i - sigma_{i-2}) / 2)
+    (backward differences, as the reference).  ``noise_scale``: "er_sde" (the paper's), "ode" (phi = sigma:
+    no noise), "sde" (phi = sigma^2: stage 1 is Euler-ancestral with eta = 1).  Order 2 (the ODE version):
+    stage 3's D'_s is itself first order.  A step to sigma = 0 is x = D.  NFE = N.
     """
 
     info = SolverInfo(name="er_sde", family="er-sde", kind="sde", order=2, calls_per_step=1, paper=ER_SDE,
                       grid="karras", preconditioning=frozenset({"noise"}),
                       order_note="stages 2 and 3 both reach 2 (the ODE version, noise_scale='ode'): D' is a "
                                  "backward difference", in_default_bench=False)
+    noise_off = {"noise_scale": "ode"}
 
     def __init__(self, max_stage: int = 3, noise_scale: str = "er_sde", s_noise: float = 1.0, **base):
         super().__init__(**base)
@@ -85,10 +71,6 @@ class ERSDE(Solver):
         if not s_noise >= 0:
             raise ValueError(f"er_sde needs s_noise >= 0, got {s_noise}")
         self.max_stage, self.noise_scale, self.s_noise = int(max_stage), noise_scale, float(s_noise)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.noise_scale != "ode" and self.s_noise > 0
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma = ctx.sigma

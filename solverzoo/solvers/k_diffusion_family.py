@@ -1,27 +1,14 @@
-"""k-diffusion's samplers (Crowson, crowsonkb/k-diffusion ``k_diffusion/sampling.py``) and DDIM, on
-x_hat against sigma, where the probability-flow ODE is dx/dsigma = (x - D(x; sigma)) / sigma
-(Karras et al. 2022, Eq. 4).
+"""k-diffusion's samplers (Crowson, crowsonkb/k-diffusion ``k_diffusion/sampling.py``) and DDIM, on x_hat
+against sigma, where the probability-flow ODE is dx/dsigma = (x - D(x; sigma)) / sigma (Karras et al.
+2022, Eq. 4).
 
-Ancestral steps.  From sigma_s to sigma_t with ``eta``, k-diffusion's ``get_ancestral_step``
-splits the step into a deterministic move to sigma_down and fresh noise of scale sigma_up:
-
-    sigma_up = min(sigma_t, eta sigma_t sqrt(1 - sigma_t^2 / sigma_s^2)),  sigma_down = sqrt(sigma_t^2 - sigma_up^2).
-
-sigma_up is DDIM's sigma_t(eta) (Song et al. 2021, Eq. 16) divided by alpha_{t}: in x_hat units the
-DDIM posterior variance (1 - a_{t-1})/(1 - a_t) (1 - a_t/a_{t-1}) / a_{t-1} (a = alpha-bar, sigma^2 =
-(1 - a)/a) equals sigma_t^2 (sigma_s^2 - sigma_t^2) / sigma_s^2.  So a DDIM step and an Euler-ancestral
-step are one update, x_t = D + sigma_down eps + sigma_up z (eps = (x - D)/sigma_s); eta = 1 is the
-ancestral DDPM step, and also SEEDS-1 / DPM-Solver++(1)-SDE.
-
-Noise.  Every draw is ``ctx.randn_like`` (per-sample generators: a sample's noise path does not
-depend on the batch; TDAS filters apply).  ``dpmpp_sde`` needs the noise of two overlapping
-sub-intervals of one step; k-diffusion takes them from a Brownian motion in sigma (a BrownianTree,
-``noise_sampler(s, t) = (W(t) - W(s)) / sqrt(|t - s|)``).  :class:`SigmaBrownian` is that Brownian
-motion, drawn forward in the order the points are visited: W(sigma_mid) - W(sigma_s) =
-sqrt(sigma_s - sigma_mid) z_1, W(sigma_t) - W(sigma_mid) = sqrt(sigma_mid - sigma_t) z_2, z_1, z_2
-fresh per-sample draws; the increment over [sigma_t, sigma_s] is their sum (``blocks.SigmaBrownian``).  This is the joint law
-of the BrownianTree's values at those points (independent Gaussian increments), not its values:
-solverzoo's path for a sample is fixed by (seed, index), k-diffusion's by its tree seed.
+Ancestral steps: from sigma_s to sigma_t with ``eta``, ``blocks.ancestral_step`` splits the step into a
+deterministic move to sigma_down and fresh noise of scale sigma_up, sigma_up = min(sigma_t, eta sigma_t
+sqrt(1 - sigma_t^2 / sigma_s^2)), sigma_down = sqrt(sigma_t^2 - sigma_up^2).  sigma_up is DDIM's
+sigma_t(eta) (Song et al. 2021, Eq. 16) in x_hat units, so a DDIM step and an Euler-ancestral step are
+one update, x_t = D + sigma_down eps + sigma_up z.  Every draw is ``ctx.randn_like`` (per-sample, TDAS
+filters apply); ``dpmpp_sde``'s correlated draws come from ``blocks.SigmaBrownian``, which has the joint
+law of k-diffusion's BrownianTree at the visited points (not its values).
 """
 
 from __future__ import annotations
@@ -40,7 +27,8 @@ DDIM_PAPER = "Song, Meng & Ermon 2021, Denoising Diffusion Implicit Models (ICLR
 DPM_SOLVER = "Lu et al. 2022, DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling (NeurIPS)"
 GRADIENT_ESTIMATION = ("Permenter & Yuan 2024, Interpreting and Improving Diffusion Models from an Optimization "
                        "Perspective (ICML), Sec. 5, gradient-estimation sampler; ComfyUI sample_gradient_estimation")
-DPMPP = "Lu et al. 2022, DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models (arXiv:2211.01095)"
+DPMPP = ("Lu et al. 2022, DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models "
+         "(arXiv:2211.01095)")
 
 
 @register
@@ -56,15 +44,12 @@ class EulerAncestral(Solver):
     info = SolverInfo(name="euler_ancestral", family="k-diffusion", kind="sde", order=1, calls_per_step=1,
                       paper=KDIFF + ", sample_euler_ancestral", grid="karras", preconditioning=frozenset({"noise"}))
     max_eta = math.inf
+    noise_off = {"eta": 0.0}
 
     def __init__(self, eta: float = 1.0, s_noise: float = 1.0, **base):
         super().__init__(**base)
-        check_eta(self.info.name, eta, s_noise, self.max_eta)
+        check_eta(self.name, eta, s_noise, self.max_eta)
         self.eta, self.s_noise = float(eta), float(s_noise)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma = ctx.sigma
@@ -84,12 +69,10 @@ class DDIM(EulerAncestral):
         x_{i+1} = D_i + sqrt(sigma_{i+1}^2 - sigma_up^2) eps_i + sigma_up z,   eps_i = (x_i - D_i) / sigma_i,
         sigma_up = eta sigma_{i+1} sqrt(1 - sigma_{i+1}^2 / sigma_i^2)         (Eq. 16 over alpha_{i+1}).
 
-    eta = 0 (default) is the deterministic DDIM = Euler = DPM-Solver(++)-1; eta = 1 the ancestral DDPM step.
-    The same update as ``euler_ancestral`` (module docstring), with 0 <= eta <= 1 and the process's native
-    grid (uniform in time on VP, as DDIM's skipped timesteps).  diffusers ``DDIMScheduler`` with
-    ``set_alpha_to_one=True`` and ``clip_sample=False`` is this on sigma_i = sqrt((1 - a_{t_i}) / a_{t_i})
-    plus a final 0 (parity 1e-15).  With ``set_alpha_to_one=False`` and the default "leading" spacing its
-    last step goes from t = 0 to a_0 again: a zero-length step, which solverzoo's grids refuse.
+    eta = 0 (default) is DDIM = Euler = DPM-Solver(++)-1; eta = 1 the ancestral DDPM step: the
+    ``euler_ancestral`` update with 0 <= eta <= 1 on the process's native grid.  Parity: diffusers
+    ``DDIMScheduler`` with ``set_alpha_to_one=True``, ``clip_sample=False`` (tests/test_parity.py); its
+    ``set_alpha_to_one=False`` ends with a zero-length step, which solverzoo's grids refuse.
     """
 
     info = SolverInfo(name="ddim", family="ddim", kind="ode", order=1, calls_per_step=1, paper=DDIM_PAPER,
@@ -100,23 +83,22 @@ class DDIM(EulerAncestral):
 
 @register
 class DPM2(Solver):
-    """k-diffusion's DPM-Solver-2 in the Karras frame (``sample_dpm_2``; Lu et al. 2022, DPM-Solver-2
-    with r = 1/2, in sigma): midpoint sigma_mid = sqrt(sigma_hat sigma_down) (the lambda midpoint),
+    """k-diffusion's DPM-Solver-2 (``sample_dpm_2``; Lu et al. 2022, DPM-Solver-2 with r = 1/2, in sigma),
+    midpoint sigma_mid = sqrt(sigma_hat sigma_down) (the lambda midpoint):
 
         d = (x - D(x; sigma_hat)) / sigma_hat,       x_2 = x + (sigma_mid - sigma_hat) d
         d_2 = (x_2 - D(x_2; sigma_mid)) / sigma_mid, x_{i+1} = x + (sigma_down - sigma_hat) d_2 [+ s_noise sigma_up z]
 
-    An Euler step (x = D) to sigma = 0.  Either EDM's churn (``s_churn``, ``s_tmin``, ``s_tmax``, ``s_noise``:
-    sigma_hat = (1 + gamma) sigma_i as in ``heun``; sigma_down = sigma_{i+1}) or ancestral noise
-    (``eta`` in [0, 1], ``sample_dpm_2_ancestral``: sigma_hat = sigma_i).  NFE = 2N - 1 (2N on a grid
-    ending at sigma_min).  k-diffusion draws its churn noise (``torch.randn_like``) at every step, gamma > 0
-    or not; here a draw is made only when gamma > 0 (the noise paths coincide when the churn covers every
-    step, as with the default s_tmin = 0, s_tmax = inf).
+    An Euler step (x = D) to sigma = 0.  Either EDM's churn (``s_churn`` etc., as ``heun``; sigma_down =
+    sigma_{i+1}) or ancestral noise (``eta`` in [0, 1], ``sample_dpm_2_ancestral``; sigma_hat = sigma_i).
+    k-diffusion draws churn noise at every step; here only when gamma > 0 (the same paths with the
+    default s_tmin = 0, s_tmax = inf).  NFE = 2N - 1 (2N on a grid ending at sigma_min).
     """
 
     info = SolverInfo(name="dpm2", family="k-diffusion", kind="ode", order=2, calls_per_step=2, zero_step_calls=1,
                       paper=KDIFF + ", sample_dpm_2 / sample_dpm_2_ancestral; " + DPM_SOLVER, grid="karras",
                       preconditioning=frozenset({"noise"}))
+    noise_off = {"eta": 0.0, "s_churn": 0.0}
 
     def __init__(self, eta: float = 0.0, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
                  s_noise: float = 1.0, **base):
@@ -127,10 +109,6 @@ class DPM2(Solver):
             raise ValueError("dpm2: choose ancestral noise (eta) or churn (s_churn), not both")
         self.eta, self.s_churn, self.s_tmin, self.s_tmax, self.s_noise = (
             float(eta), float(s_churn), float(s_tmin), float(s_tmax), float(s_noise))
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0 or self.s_churn > 0
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma, steps = ctx.sigma, ctx.grid.steps
@@ -152,22 +130,22 @@ class DPM2(Solver):
 
 @register
 class DPMPPSDE(Solver):
-    """k-diffusion's DPM-Solver++ SDE (``sample_dpmpp_sde``): a DPM-Solver++(2S) step with ancestral
-    noise at both stages.  lambda_mid = lambda_s + r h (sigma_mid = sigma_s^{1-r} sigma_t^r), fac = 1/(2r):
+    """k-diffusion's DPM-Solver++ SDE (``sample_dpmpp_sde``): DPM-Solver++(2S) with ancestral noise at both
+    stages, sigma_mid = sigma_s^{1-r} sigma_t^r, fac = 1/(2r):
 
         (d_1, u_1) = ancestral_step(sigma_s, sigma_mid, eta),   (d_2, u_2) = ancestral_step(sigma_s, sigma_t, eta)
-        x_2     = (d_1/sigma_s) x + (1 - d_1/sigma_s) D_s + s_noise u_1 N(sigma_s, sigma_mid)
-        D'      = (1 - fac) D_s + fac D(x_2; sigma_mid)
-        x_t     = (d_2/sigma_s) x + (1 - d_2/sigma_s) D' + s_noise u_2 N(sigma_s, sigma_t)
+        x_2 = (d_1/sigma_s) x + (1 - d_1/sigma_s) D_s + s_noise u_1 N(sigma_s, sigma_mid)
+        x_t = (d_2/sigma_s) x + (1 - d_2/sigma_s) [(1 - fac) D_s + fac D(x_2; sigma_mid)]
+              + s_noise u_2 N(sigma_s, sigma_t)
 
-    N(a, b) the normalised increments of one Brownian motion in sigma (:class:`SigmaBrownian`: the
-    two are correlated, corr = sqrt((sigma_s - sigma_mid) / (sigma_s - sigma_t))).  With eta = 1 and
-    r = 1/2 the drift part is SEEDS-2's (data prediction, c2 = 1/2; see ``seeds``); the noise coupling
-    is k-diffusion's, not SEEDS's exact one.  A step to sigma = 0 is x = D.  NFE = 2N - 1.
+    N(a, b): normalised increments of one Brownian motion in sigma (``blocks.SigmaBrownian``; the two are
+    correlated).  With eta = 1, r = 1/2 the drift is SEEDS-2's, the noise coupling k-diffusion's.  A step to
+    sigma = 0 is x = D.  NFE = 2N - 1.
     """
 
     info = SolverInfo(name="dpmpp_sde", family="k-diffusion", kind="sde", order=2, calls_per_step=2, zero_step_calls=1,
                       paper=KDIFF + ", sample_dpmpp_sde; " + DPMPP, grid="karras", preconditioning=frozenset({"noise"}))
+    noise_off = {"eta": 0.0}
 
     def __init__(self, eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5, **base):
         super().__init__(**base)
@@ -175,10 +153,6 @@ class DPMPPSDE(Solver):
         if not 0 < r <= 1:
             raise ValueError(f"dpmpp_sde needs 0 < r <= 1, got {r}")
         self.eta, self.s_noise, self.r = float(eta), float(s_noise), float(r)
-
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma = ctx.sigma
@@ -190,7 +164,7 @@ class DPMPPSDE(Solver):
                 x = d
                 continue
             mid = s ** (1 - self.r) * t**self.r
-            path = SigmaBrownian(s, lambda: ctx.randn_like(x)) if self.eta > 0 else None
+            path = SigmaBrownian(s, lambda a, b, x=x: ctx.randn_like(x, a, b)) if self.eta > 0 else None
             down, up = ancestral_step(s, mid, self.eta)
             x_2 = x * (down / s) + d * (1 - down / s)
             if path is not None:
@@ -206,17 +180,15 @@ class DPMPPSDE(Solver):
 
 @register
 class GradientEstimation(Solver):
-    """Gradient-estimation sampler (Permenter & Yuan 2024, Sec. 5: denoising as an approximate projection,
-    sampling as gradient descent on the distance function; the update eps_bar = gamma eps_t + (1 - gamma)
-    eps_{t+1} that cancels the first-order error of the projection estimate), on x_hat against sigma
-    with eps = (x - D) / sigma (ComfyUI ``sample_gradient_estimation``):
+    """Gradient-estimation sampler (Permenter & Yuan 2024, Sec. 5: eps_bar = gamma eps_t + (1 - gamma)
+    eps_{t+1} cancels the first-order error of the projection estimate; ComfyUI
+    ``sample_gradient_estimation``), on x_hat against sigma with eps = (x - D) / sigma:
 
         x_{i+1} = x_i + (sigma_{i+1} - sigma_i) [eps_i + (gamma - 1)(eps_i - eps_{i-1})],
 
-    Euler on the first step (no eps_{-1}); a step to sigma = 0 is x = D.  gamma = 2 (the paper's); gamma = 1
-    is Euler.  As an ODE solver it is first order for every gamma != 3/2 on uneven grids (eps_i - eps_{i-1}
-    ~ h_{i-1} eps' against the h_i eps' / 2 Taylor needs); its aim is the denoiser's error, not the
-    ODE's.  NFE = N.
+    Euler on the first step; a step to sigma = 0 is x = D.  gamma = 2 (the paper's); gamma = 1 is Euler.
+    As an ODE solver it is first order for gamma != 3/2 on uneven grids; its aim is the denoiser's error.
+    NFE = N.
     """
 
     info = SolverInfo(name="gradient_estimation", family="gradient-estimation", kind="ode", order=1,

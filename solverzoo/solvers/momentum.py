@@ -1,35 +1,16 @@
 """Momentum samplers of Wizadwongsa et al. 2023, "Diffusion Sampling with Momentum for Mitigating
-Divergence Artifacts" (ICCV; code sWizad/momentum-diffusion, ``momentum_scheduler.py``).
+Divergence Artifacts" (ICCV; code sWizad/momentum-diffusion, ``momentum_scheduler.py``), on x_hat
+against sigma with f = eps = (x - D)/sigma and delta = sigma_{n+1} - sigma_n (the code's
+``del_g * update_val``, g = sigma).
 
-Heavy ball (HB, Sec. 4.1, Eq. 13-14).  A multistep method x_{n+1} = x_n + delta sum_i b_i f_{n-i}
-becomes, with damping beta in (0, 1],
-
-    v_{n+1} = (1 - beta) v_n + beta sum_i b_i f_{n-i},     x_{n+1} = x_n + delta v_{n+1}
-
-(v_0 = f_0).  beta = 1 is the method itself; any beta < 1 makes it first order (their Theorem 1)
-and enlarges its stability region.
-
-Generalised heavy ball (GHVB, Sec. 4.2, Eq. 15-19).  With the backward difference nabla and the
-Adams-Bashforth series delta (gamma_0 + gamma_1 nabla + gamma_2 nabla^2 + ...) f_n, gamma = 1, 1/2,
-5/12, 3/8, 251/720, multiplying by (beta + (1 - beta) nabla) and keeping k terms gives
-
-    v_{n+1} = (1 - beta) v_n + beta f_n,   x_{n+1} = x_n + (delta / beta) sum_{j<k} a_j nabla^j v_{n+1},
-    a_j = beta gamma_j + (1 - beta) gamma_{j-1}     (gamma_{-1} = 0),
-
-an order-k method for every beta (GHVB "k - 1 + beta": GHVB 1.8 is k = 2, beta = 0.8); beta = 1 is
-AB-k (PLMS-k), and order 1 is Euler with HB.  (The paper's Eq. 19 prints + (2 - beta)/(2 beta) v_n;
-expanding Eq. 18 gives -, which is what the code does.)
-
-Frame: f = eps = (x - D)/sigma and delta = sigma_{n+1} - sigma_n, on x_hat against sigma (the
-code's ``del_g * update_val`` with g = sqrt(1 - a)/sqrt(a) = sigma).  The AB coefficients are the
-constant-step ones, as in PLMS and the paper's code, applied to whatever grid is chosen; warm-up
-steps use the lower orders the history allows (the code's ``min(order, len(ets))``).  A step to
-sigma = 0 is an ordinary step (delta = -sigma).  NFE = N.
-
-HB on DPM-Solver++(2M) (the paper's ``MomentumDPMSolverMultistepScheduler``): the velocity is the
-exponential moving average of the 2M combination D_i + (D_i - D_{i-1}) / (2 r), and
-x_t = (sigma_t / sigma_s) x + (1 - e^{-h}) v; first-order steps (warm-up, lower_order_final, the
-step to zero) use D_i and leave v alone, as the code does.
+Heavy ball (HB, Sec. 4.1, Eq. 13-14) on a multistep method x_{n+1} = x_n + delta sum_i b_i f_{n-i}:
+v_{n+1} = (1 - beta) v_n + beta sum_i b_i f_{n-i}, x_{n+1} = x_n + delta v_{n+1} (v_0 = f_0); beta = 1
+is the method, beta < 1 first order with a larger stability region (their Theorem 1).
+Generalised heavy ball (GHVB, Sec. 4.2, Eq. 15-19): the velocity is damped before the Adams-Bashforth
+differences are taken (:func:`ghvb_weights`), an order-k method for every beta.  (Their Eq. 19 prints
++ (2 - beta)/(2 beta) v_n; expanding Eq. 18 gives -, as the code does.)  The AB weights are the
+constant-step ones, as in PLMS and the code, warm-up orders min(order, n + 1); a step to sigma = 0 is
+an ordinary step.  NFE = N.
 """
 
 from __future__ import annotations
@@ -49,7 +30,9 @@ MOMENTUM = ("Wizadwongsa et al. 2023, Diffusion Sampling with Momentum for Mitig
 
 
 def ghvb_weights(k: int, beta: float) -> list[float]:
-    """GHVB-k weights on v_{n+1}, v_n, ... (module docstring): (1/beta) sum_j a_j nabla^j."""
+    """GHVB-k weights on v_{n+1}, v_n, ... (Eq. 18): (1/beta) sum_{j<k} a_j nabla^j with
+    a_j = beta gamma_j + (1 - beta) gamma_{j-1} (gamma the Adams-Bashforth series, gamma_{-1} = 0).
+    """
     g = adams_gammas(k)
     a = [beta * g[j] + (1 - beta) * (g[j - 1] if j > 0 else 0.0) for j in range(k)]
     return [w / beta for w in expand_differences(a)]
@@ -69,7 +52,7 @@ class HeavyBall(Multistep):
     pinned = {"lower_order_final": False, "denoise_to_zero": False}
 
     def __init__(self, beta: float = 0.8, **base):
-        check_beta(self.info.name, beta)
+        check_beta(self.name, beta)
         self.beta = float(beta)
         super().__init__(**base)
 
@@ -116,14 +99,10 @@ class GHVB(HeavyBall):
 
         v_{n+1} = (1 - beta) v_n + beta eps_n,    x_{n+1} = x_n + (sigma_{n+1} - sigma_n) sum_m c_m v_{n+1-m}
 
-    c = :func:`ghvb_weights` (order p = min(order, n + 1), warm-up), v_0 = eps_0.  GHVB "k - 1 + beta" is
-    ``order=k, beta=beta`` (default GHVB 3.8); AB-k (PLMS-k) at beta = 1.  NFE = N.
-
-    Order: the scheme is exact for polynomial eps of degree < k on constant steps (order k, their
-    Theorem 2).  As sampled here and in the paper's code it is observed at order min(k, 2): the
-    warm-up's first (Euler) step leaves an O(h^2) error, and constant-step weights on a non-uniform
-    grid (Karras, uniform-in-t) are only second-order consistent.  With ``warmup="rk"`` on a grid
-    uniform in sigma it reaches k (tests/test_orders.py measures all three).
+    c = :func:`ghvb_weights` (order p = min(order, n + 1)), v_0 = eps_0.  GHVB "k - 1 + beta" is
+    ``order=k, beta=beta`` (default GHVB 3.8); AB-k (PLMS-k) at beta = 1.  Order k on constant steps (their
+    Theorem 2); min(k, 2) as sampled here and in the code (the Euler start, constant-step weights on a
+    non-uniform grid); k with ``warmup="rk"`` on a grid uniform in sigma (tests/test_orders.py).  NFE = N.
     """
 
     info = SolverInfo(name="ghvb", family="momentum", kind="ode", order=2, calls_per_step=1,
@@ -155,8 +134,9 @@ class DPMPP2MHB(DPMPP2M):
 
         v = (1 - beta) v + beta [D_i + (D_i - D_{i-1}) / (2 r)],   x_t = (sigma_t / sigma_s) x + (1 - e^{-h}) v
 
-    v starts at the first second-order combination; first-order steps use D_i (module docstring).
-    beta = 1 is dpmpp_2m; beta < 1 is first order.  NFE = N.
+    v starts at the first second-order combination; first-order steps (warm-up, lower_order_final, the step
+    to zero) use D_i and leave v alone, as the code does.  beta = 1 is dpmpp_2m; beta < 1 is first order.
+    NFE = N.
     """
 
     info = SolverInfo(name="dpmpp_2m_hb", family="momentum", kind="ode", order=1, calls_per_step=1,
@@ -165,24 +145,27 @@ class DPMPP2MHB(DPMPP2M):
     pinned = {"solver_type": "midpoint"}
 
     def __init__(self, beta: float = 0.8, **base):
-        check_beta(self.info.name, beta)
+        check_beta(self.name, beta)
         self.beta = float(beta)
-        self._velocity = None
         super().__init__(**base)
 
     def declared_order(self) -> int:
         return 2 if self.beta == 1 else 1
 
-    def combine(self, d, hist, hs, h, order):
-        if order != 2:
-            return super().combine(d, hist, hs, h, order)
-        diff = d + 0.5 * (d - hist[-2]) * (h / hs[-1])
-        self._velocity = diff if self._velocity is None else (1 - self.beta) * self._velocity + self.beta * diff
-        return -math.expm1(-h) * self._velocity
-
     def run(self, ctx: Context, x: Tensor) -> Tensor:
-        self._velocity = None
-        try:
-            return super().run(ctx, x)
-        finally:
-            self._velocity = None
+        sigma, steps = ctx.sigma, ctx.grid.steps
+        d_old = h_old = v = None
+        for i in range(steps):
+            d = ctx.denoise(x, sigma[i])
+            if sigma[i + 1] == 0:
+                x = d
+                break
+            h = math.log(sigma[i] / sigma[i + 1])
+            if self.step_order(i, steps) == 2:
+                combined = d + 0.5 * (d - d_old) * (h / h_old)
+                v = combined if v is None else (1 - self.beta) * v + self.beta * combined
+                x = x * (sigma[i + 1] / sigma[i]) + -math.expm1(-h) * v
+            else:
+                x = x * (sigma[i + 1] / sigma[i]) + d * -math.expm1(-h)
+            d_old, h_old = d, h
+        return self.finish(ctx, x)

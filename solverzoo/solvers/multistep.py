@@ -1,29 +1,13 @@
-"""Linear multistep solvers of the probability-flow ODE: LMS (k-diffusion), DEIS (Zhang & Chen
-2023) and UniPC (Zhao et al. 2023), with the machinery every history-based solver here shares
-(on :class:`~solverzoo.solvers.blocks.Multistep`, which ``dpm_solver`` and ``momentum`` share).
+"""Linear multistep solvers of the probability-flow ODE dx/dsigma = eps = (x - D(x; sigma)) / sigma
+(Karras et al. 2022, Eq. 4): LMS (k-diffusion), DEIS (Zhang & Chen 2023), iPNDM (Zhang & Chen 2023;
+Zhou et al. 2024) and UniPC (Zhao et al. 2023), on :class:`~solverzoo.solvers.blocks.Multistep`
+(order schedule, warm-up, ``lower_order_final``, ``denoise_to_zero``; one call per step).
 
-Frame.  On x_hat against sigma the probability-flow ODE is (Karras et al. 2022, Eq. 4)
-
-    dx/dsigma = eps(x; sigma) = (x - D(x; sigma)) / sigma,
-
-and in lambda = -log sigma (h = lambda_t - lambda_s) its exact data-prediction solution is
-
-    x_t = (sigma_t / sigma_s) x_s + int_0^h e^{-(h - r)} D(lambda_s + r) dr.
-
-Adams-Bashforth in sigma (LMS, DEIS): the derivatives eps_i of the last p nodes are
-interpolated by a Lagrange polynomial, in sigma (LMS) or in log sigma (DEIS's "log-rho" form,
-rho = sigma), and integrated exactly over the step:
-
-    x_{i+1} = x_i + sum_j w_ij eps_{i-j},   w_ij = int_{sigma_i}^{sigma_{i+1}} l_j(phi(sigma)) dsigma.
-
-The weights depend only on the grid: ``blocks.lagrange_weights`` integrates the basis polynomials in
-closed form (in log sigma through int P(u) e^u du = e^u (P - P' + P'' - ...)), once per run,
-outside the sampling loop.
-
-Order schedule, ``lower_order_final``, ``denoise_to_zero`` and the budget (one call per step):
-:class:`~solverzoo.solvers.blocks.Multistep`.  A step to sigma = 0 (lambda = inf) is the
-first-order step x = D(x; sigma_i) in every solver whose coefficients are written in lambda
-(their higher-order terms divide by h = inf).
+Adams-Bashforth in sigma (LMS, DEIS): eps at the last p nodes is interpolated by a Lagrange
+polynomial, in sigma (LMS) or in log sigma (DEIS's log-rho form), and integrated exactly over the step,
+x_{i+1} = x_i + sum_j w_ij eps_{i-j}, w_ij = int_{sigma_i}^{sigma_{i+1}} l_j dsigma
+(``blocks.lagrange_weights``, closed form, once per run).  A step to sigma = 0 is x = D(x; sigma_i) in
+every solver written in lambda (their higher-order terms divide by h = inf).
 """
 
 from __future__ import annotations
@@ -67,7 +51,8 @@ class _SigmaAdams(Multistep):
                 out.append([])  # x = D
                 continue
             p = self.step_order(i, steps)
-            out.append(lagrange_weights(sigma[i - p + 1:i + 1][::-1], sigma[i], sigma[i + 1], log=self.log_interpolation))
+            nodes = sigma[i - p + 1:i + 1][::-1]
+            out.append(lagrange_weights(nodes, sigma[i], sigma[i + 1], log=self.log_interpolation))
         return out
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
@@ -92,7 +77,8 @@ class LMS(_SigmaAdams):
     """Linear multistep (Adams-Bashforth) on dx/dsigma = eps, variable step (k-diffusion
     ``sample_lms``; Karras et al. 2022's ODE, Eq. 4):
 
-        x_{i+1} = x_i + sum_{j<p} eps_{i-j} int_{sigma_i}^{sigma_{i+1}} prod_{k != j} (s - sigma_{i-k}) / (sigma_{i-j} - sigma_{i-k}) ds
+        x_{i+1} = x_i + sum_{j<p} eps_{i-j} int_{sigma_i}^{sigma_{i+1}} prod_{k != j} (s - sigma_{i-k})
+                                                                      / (sigma_{i-j} - sigma_{i-k}) ds
 
     p = min(order, i + 1), order <= 4 (default 4, as k-diffusion).  The step to sigma = 0 is a full-order
     step (the polynomial integrates to 0 without trouble).  k-diffusion integrates with
@@ -132,28 +118,18 @@ class DEIS(_SigmaAdams):
 
 @register
 class UniPC(Multistep):
-    """UniPC (Zhao et al. 2023), data prediction, on x_hat against lambda = -log sigma.
+    """UniPC (Zhao et al. 2023, Algorithms 2-3), data prediction, on x_hat against lambda = -log sigma.
+    Predictor UniP-p from sigma_s to sigma_t, h = lambda_t - lambda_s, r_k = (lambda_{i-k} - lambda_i) / h,
+    D1_k = (D_{i-k} - D_i) / r_k (k < p); corrector UniC-p with the new D_t (the next step's call):
 
-    Predictor UniP-p from node i (sigma_s) to i+1 (sigma_t), h = lambda_t - lambda_s, history
-    r_k = (lambda_{i-k} - lambda_i) / h, D1_k = (D_{i-k} - D_i) / r_k (k < p):
-
-        x_t = (sigma_t / sigma_s) x_s + (1 - e^{-h}) D_i - B(h) sum_{k<p} rho_k D1_k
-
-    Corrector UniC-p, at the start of the next step, with the new model value D_t (no extra call):
-
+        x_t   = (sigma_t / sigma_s) x_s + (1 - e^{-h}) D_i - B(h) sum_{k<p} rho_k D1_k
         x_t^c = (sigma_t / sigma_s) x_s + (1 - e^{-h}) D_i - B(h) [sum_{k<p} rho^c_k D1_k + rho^c_p (D_t - D_i)]
 
-    B(h) = -h (``variant="bh1"``) or e^{-h} - 1 (``"bh2"``); rho solves R rho = b with R_{mk} = r_k^{m-1}
-    (r_p = 1) and b_m = m! (-h) phi_{m+1}(-h) / B(h), m = 1..p (the predictor uses the first p - 1
-    rows; p = 2 predictor and p = 1 corrector take rho = 1/2, as the paper's code and diffusers).
-    The corrector is not applied after the last step (it would need a model call); the next step
-    starts from x_t^c but keeps D_t, evaluated at the predicted x_t.  Order p + 1 with the
-    corrector (``corrector=True``), p without.  A step to sigma = 0 is x = D_i.
-
-    Parity: diffusers ``UniPCMultistepScheduler`` (predict_x0, lower_order_final: min(order, N - i) at
-    every step count) to 1e-15 on its own sigmas.  There, ``solver_type="bh1"`` with
-    ``final_sigmas_type="zero"`` returns NaN: the last step multiplies B(h) = -h = -inf by a zero
-    residual; here that step is x = D.
+    B(h) = -h ("bh1") or e^{-h} - 1 ("bh2"); rho solves R rho = b, R_{mk} = r_k^{m-1} (r_p = 1),
+    b_m = m! (-h) phi_{m+1}(-h) / B(h) (p = 2 predictor, p = 1 corrector: rho = 1/2, as the code).  No
+    corrector after the last step; the next step keeps D_t made at the predicted x_t.  Order p + 1 with
+    the corrector.  A step to sigma = 0 is x = D_i (diffusers' bh1 gives NaN there: B(h) = -inf times 0).
+    Parity: diffusers ``UniPCMultistepScheduler`` (tests/test_parity.py).
     """
 
     info = SolverInfo(name="unipc", family="unipc", kind="ode", order=3, calls_per_step=1, paper=UNIPC_REF)
@@ -232,21 +208,15 @@ class UniPC(Multistep):
 
 
 def ipndm_v_weights(h: float, past: list[float]) -> list[float]:
-    """Weights c on eps_i, eps_{i-1}, ... of ``ipndm_v``'s x_{i+1} = x_i + h sum_j c_j eps_{i-j}
-    (Zhou et al. 2024, zju-pi/diff-sampler ``ipndm_v``), h = sigma_{i+1} - sigma_i and
-    past = [sigma_i - sigma_{i-1}, sigma_{i-1} - sigma_{i-2}, ...] (p - 1 of them for order p).
-
-    Order 2 is the variable-step AB2 (1 + r/2, -r/2 with r = h / h_1).  Orders 3 and 4 add to it
-    corrections a nabla^2 and b nabla^3 in divided-difference form, with the factors
+    """Weights c on eps_i, eps_{i-1}, ... of ``ipndm_v``'s x_{i+1} = x_i + h sum_j c_j eps_{i-j} (Zhou et al.
+    2024, zju-pi/diff-sampler ``ipndm_v``), h = sigma_{i+1} - sigma_i, past = [sigma_i - sigma_{i-1}, ...]
+    (p - 1 of them for order p).  Order 2 is the variable-step AB2 (1 + r/2, -r/2, r = h / h_1); orders 3
+    and 4 add a nabla^2 and b nabla^3 in divided-difference form with the reference's factors
     a = (1 - h^2 (h + h_1) / (3 (h + h_1) h_1 (h_1 + h_2))) / 2 and
     b = [(1 - h / (3 (h + h_1))) / 2 + (1 - h / (2 (h + h_1))) h / (6 (h + h_1 + h_2))] prod_k (H_k / H'_k)
-    (H_k = h + h_1 + .. + h_{k-1}, H'_k = h_1 + .. + h_k).  Order 3 reduces to AB3 on constant steps and
-    integrates polynomials of degree 1 exactly on any grid (degree 2 only on constant steps): not the
-    exact variable-step Adams weights of ``lms``.  Order 4, as the reference writes it, is not AB4 on
-    constant steps (b = 11/24 where AB4's nabla^3 weight is 3/8), and its nabla^3 combination does not
-    annihilate constants on uneven steps: the weights sum to 1 + b (h_1/h_2)(h_1 + h_2)/(h_2 + h_3)
-    (h_2/h_3 - h_1/h_2), which vanishes only when consecutive step ratios are equal (constant or
-    geometric steps; on the Karras grid it is O(N^-2), leaving a second-order method)."""
+    (H_k = h + h_1 + .. + h_{k-1}, H'_k = h_1 + .. + h_k).  Order 3 is AB3 on constant steps; order 4 is
+    not AB4 (b = 11/24 where AB4 has 3/8) and its weights do not sum to 1 on uneven steps.
+    """
     p = len(past) + 1
     if p == 1:
         return [1.0]
@@ -326,12 +296,9 @@ class IPNDMV(_IPNDMBase):
 
         x_{i+1} = x_i + h sum_{j<p} c_j(h, h_1, .., h_{p-1}) eps_{i-j},   h_k = sigma_{i-k+1} - sigma_{i-k}.
 
-    Order 2 with the default first-order start.  ``warmup="rk"`` with ``order=3`` reaches 3.  The
-    reference's order-4 weights are not AB4 on constant steps (nabla^3 weight 11/24 where Adams-Bashforth
-    has 3/8) and do not sum to 1 on uneven steps (:func:`ipndm_v_weights`): order 4 is second-order
-    consistent on the Karras grid and gains nothing from the rk start (its slopes wander, 3.2, 0.2,
-    1.5 between 32 and 256 steps on tests/test_orders.py's Gaussian); it is declared 2.  Reproduced
-    as published (the default, order 4, is the reference's).  NFE = N.
+    Order 2 with the default first-order start; ``warmup="rk"`` with ``order=3`` reaches 3.  The
+    reference's order-4 weights (the default, reproduced as published) are second-order consistent on the
+    Karras grid and gain nothing from the rk start: declared 2.  NFE = N.
     """
 
     info = SolverInfo(name="ipndm_v", family="ipndm", kind="ode", order=2, calls_per_step=1, paper=IPNDM_V_REF,

@@ -1,21 +1,16 @@
-"""Preconditioned predictor-corrector samplers: PDS and TDAS.
+"""Preconditioned predictor-corrector samplers: PDS and TDAS, the score_sde PC sampler
+(:class:`~solverzoo.solvers.score_sde.PredictorCorrector`) with a linear operator
+``M = F^-1 diag(f) F diag(s)`` (space filter, then frequency filter):
 
-Both are the score_sde PC sampler (:class:`~solverzoo.solvers.score_sde.PredictorCorrector`)
-with a linear operator ``M = F^-1 diag(f) F diag(s)`` (space filter, then frequency filter):
+* PDS (Ma et al. 2022, ECCV, Eq. 9-10 with S = 0): ``M z`` on every Gaussian draw (the initial sample
+  included) and ``M M^T`` on the score, in predictor and corrector;
+* TDAS (Ma et al., "Target Distribution Aware Sampling", Sec. 4.3, Eq. 4-6): ``M z`` on the initial
+  sample and the added noise only.
 
-* PDS (Ma et al. 2022, "Accelerating Score-based Generative Models with Preconditioned
-  Diffusion Sampling", ECCV, Eq. 9-10 with S = 0): ``M z`` on every Gaussian draw
-  (initial sample included) and ``M M^T`` on the score, in predictor and corrector;
-* TDAS (Ma et al., "Target Distribution Aware Sampling", Sec. 4.3, Eq. 4-6): ``M z`` on
-  the initial sample and the added noise only; the score is not preconditioned.
-
-With no filters given, the filters are built from the model's data: 200 exact samples of
-an analytic model (mapped to [0, 1] as the PDS statistics expect), and for TDAS a pilot
-run of the plain PC sampler at the same grid (appendix A.2's estimate of the radial
-filter from the frequency ratio of accelerated samples to data).  Learned models need
-``filters=PATH`` (see ``solverzoo filters estimate``).  The solvers only declare their
-filters (:meth:`filter_spec`); ``solverzoo.sampling.build_filters`` builds them for each run
-(:mod:`solverzoo.preconditioners.build`).
+The solvers declare their filters (:meth:`filter_spec`); ``solverzoo.sampling.build_filters`` builds
+them for each run (:mod:`solverzoo.preconditioners.build`): from 200 images of the model's data (exact
+samples of an analytic model, a seeded draw from a learned model's training data), a filter file, or
+an operator; TDAS's radial filter from a pilot run of the plain PC sampler (appendix A.2).
 """
 
 from __future__ import annotations

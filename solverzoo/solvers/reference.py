@@ -1,25 +1,17 @@
-"""Reference integrators: an adaptive ODE solver (torchdiffeq, Chen 2018) on the probability-flow
-ODE and a stochastic Runge-Kutta / Euler-Maruyama solver (torchsde, Li et al. 2020) on the reverse
-SDE, both in the (x_hat, sigma) frame (Karras et al. 2022, Eq. 4 and 6).  They are for accuracy
-references and sanity checks, not for speed; their NFE is whatever they count.
-
-Probability-flow ODE:  dx/dsigma = (x - D(x; sigma)) / sigma, integrated from the first to the
-last positive sigma of the grid (the grid's interior nodes are not used).
-
-Reverse SDE in tau = -sigma (increasing time, as torchsde requires), the score_sde reverse SDE of
-the forward process dx = sqrt(2 sigma) dW_sigma:
+"""Reference integrators for accuracy references and sanity checks, not speed: an adaptive ODE solver
+(torchdiffeq, Chen et al. 2018) on the probability-flow ODE dx/dsigma = (x - D)/sigma and a stochastic
+Runge-Kutta / Euler-Maruyama solver (torchsde, Li et al. 2020) on the reverse SDE (Karras et al. 2022,
+Eq. 4 and 6).  Their NFE is whatever they count.  The reverse SDE in tau = -sigma (increasing time, as
+torchsde requires), for the forward process dx = sqrt(2 sigma) dW_sigma:
 
     dx = 2 (D(x; sigma) - x) / sigma dtau + sqrt(2 sigma) dW_tau,     sigma = -tau
 
-(additive noise).  One solver step per grid interval.  The Brownian motion is per sample: one
-``torchsde.BrownianInterval`` for each sample, seeded from that sample's own PATH generator, so a
-sample's path depends on (seed, index) only, not on the batch (the same queries are made whatever
-the batch).  A step to sigma = 0 (where the drift is singular) is the denoising step x = D.
+(additive noise), one solver step per grid interval, with one ``torchsde.BrownianInterval`` per sample
+seeded from that sample's PATH generator (batch-independent).  A step to sigma = 0 is x = D.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -40,17 +32,12 @@ class ODEAdaptive(Solver):
     """Adaptive Runge-Kutta (default Dormand-Prince 5(4), torchdiffeq ``dopri5``) on the probability-flow
     ODE dx/dsigma = (x - D)/sigma (Karras et al. 2022, Eq. 4; score_sde's RK45 ODE sampler), from sigma_max
     to the last positive sigma, tolerances ``rtol``, ``atol``; with final='zero' a last call x = D(x; sigma_min).
+    The controller sets the NFE (counted; an NFE budget is accepted and ignored).
 
-    NFE: whatever the controller needs (counted; ``sample`` reports it).  An NFE budget cannot be
-    honoured (``adaptive=True`` in its info), so it is accepted and ignored: the grid is
-    [sigma_max, sigma_min] (+ 0), and the tolerances set the cost.
-
-    Error norm.  The step controller sees one number per step for the whole batch, so the step sequence
-    depends on the batch.  ``error_norm="sample_max"`` (default) takes the RMS of each sample's scaled
-    error and the max over samples: every sample meets the tolerance as if integrated alone, and a
-    sample's result moves with the batch only within the tolerance.  ``"batch"`` is torchdiffeq's RMS over
-    the whole batch (score_sde's choice).  Batches of one run can need different NFE; ``sample`` then
-    refuses the run (it expects one count per run): use one batch.
+    ``error_norm="sample_max"`` (default): the max over samples of each sample's RMS error, so every sample
+    meets the tolerance as if integrated alone (its result moves with the batch only within the
+    tolerance); ``"batch"``: torchdiffeq's RMS over the batch (score_sde's).  Batches that need different
+    NFE are refused by ``sample``: use one batch.
     """
 
     info = SolverInfo(name="ode_adaptive", family="reference", kind="ode", order=5, calls_per_step=1,
@@ -66,7 +53,11 @@ class ODEAdaptive(Solver):
         if error_norm not in ERROR_NORMS:
             raise ValueError(f"error_norm must be one of {ERROR_NORMS}, got {error_norm!r}")
         self.rtol, self.atol, self.method, self.error_norm = float(rtol), float(atol), method, error_norm
-        self.fixed_steps = 2 if self.final == "zero" else 1
+
+    @property
+    def fixed_steps(self) -> int:
+        """The grid [sigma_max, sigma_min] (+ 0): one interval for the controller, one denoise step to zero."""
+        return 2 if self.final == "zero" else 1
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         from torchdiffeq import odeint
@@ -188,7 +179,9 @@ class SDEReference(Solver):
         if method not in self.METHODS:
             raise ValueError(f"sde_reference method must be one of {tuple(self.METHODS)}, got {method!r}")
         self.method = method
-        self.info = dataclasses.replace(type(self).info, calls_per_step=self.METHODS[method])
+
+    def info_changes(self) -> dict:
+        return {"calls_per_step": self.METHODS[self.method]}
 
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         import torchsde

@@ -1,30 +1,16 @@
-"""SA-Solver (Xue et al. 2023, "SA-Solver: Stochastic Adams Solver for Fast Sampling of Diffusion
-Models", NeurIPS; code scxue/SA-Solver, diffusers ``SASolverScheduler``), data prediction on x_hat
-against lambda = -log sigma.
+"""SA-Solver (Xue et al. 2023, "SA-Solver: Stochastic Adams Solver for Fast Sampling of Diffusion Models", NeurIPS;
+code scxue/SA-Solver, diffusers ``SASolverScheduler``), data prediction, x_hat against lambda = -log sigma.  With
+tau >= 0 (0: the ODE, 1: the reverse SDE), dx = (1 + tau^2)(D - x) dlambda + tau sqrt(2) sigma dW (Eq. 7) gives (Eq. 10)
 
-The SDE family.  With a stochasticity tau >= 0 (tau = 0: the probability-flow ODE, tau = 1: the
-reverse SDE) the variance-controlled diffusion SDE is, in x_hat and lambda (their Eq. 7),
-
-    dx = (1 + tau^2)(D - x) dlambda + tau sqrt(2) sigma dW,
-
-whose exact solution over a step h = lambda_t - lambda_s (their Eq. 10) is
-
-    x_t = e^{-tau^2 h} (sigma_t / sigma_s) x_s + (1 + tau^2) int_{lambda_s}^{lambda_t} e^{-(1+tau^2)(lambda_t - l)} D(l) dl
+    x_t = e^{-tau^2 h} (sigma_t/sigma_s) x_s + int e^{-(1+tau^2)(lambda_t - l)} (1 + tau^2) D(l) dl
           + sigma_t sqrt(1 - e^{-2 tau^2 h}) z.
 
-SA-Predictor (stochastic Adams-Bashforth, their Eq. 14): D is replaced by its Lagrange
-interpolation through the last p model values D_i, D_{i-1}, ... at lambda_i, lambda_{i-1}, ...;
-SA-Corrector (stochastic Adams-Moulton, Eq. 15): the same with the new value D_t (made at the
-predicted x_t, the next step's model call: no extra NFE) among c nodes, from the same x_s and the
-same noise z.  The weights w_j = (1 + tau^2) int e^{-(1+tau^2)(lambda_t - l)} L_j(l) dl are
-``blocks.exponential_lagrange_weights``.  As diffusers (and the paper's code, "similar to UniPC"),
-order-2 predictor and corrector weights get a correction that keeps their order: with
-k = 1 + tau^2, the predictor adds k [h^2/2 - (k h - 1 + e^{-k h}) / k^2] / (lambda_i - lambda_{i-1})
-(D_i - D_{i-1}) and the corrector k [h/2 - (k h - 1 + e^{-k h}) / (k^2 h)] (D_t - D_i).
-
-tau(sigma) is piecewise constant, ``eta`` inside [tau_sigma_min, tau_sigma_max], 0 outside (diffusers'
-default tau_func is 1 for training timesteps 200..800 of the linear-beta VP schedule: sigma in
-[0.7236, 25.74], the defaults here), evaluated at the step's start.
+SA-Predictor (Eq. 14) replaces D by its Lagrange interpolation through the last p model values,
+SA-Corrector (Eq. 15) through c values with the new D_t (the next step's call: no extra NFE), from the
+same x_s and z (weights: ``blocks.exponential_lagrange_weights``, diffusers' order-2 correction).
+tau = ``eta`` for sigma in [tau_sigma_min, tau_sigma_max] at the step's start, 0 outside; the defaults
+fall between sigma(199) = 0.7193 < 0.72 < sigma(200) = 0.7236 and sigma(800) = 25.736 < 25.74 <
+sigma(801) = 25.945 (linear-beta VP): diffusers' default tau_func, 1 for timesteps 200..800.
 """
 
 from __future__ import annotations
@@ -59,15 +45,17 @@ class SASolver(Multistep):
                       grid="karras", preconditioning=frozenset({"noise"}), in_default_bench=False)
     max_order = 4
     pinned = {"warmup": "lower"}
+    noise_off = {"eta": 0.0}
 
-    def __init__(self, corrector_order: int = 2, eta: float = 1.0, tau_sigma_min: float = 0.7236,
+    def __init__(self, corrector_order: int = 2, eta: float = 1.0, tau_sigma_min: float = 0.72,
                  tau_sigma_max: float = 25.74, s_noise: float = 1.0, **base):
         if int(corrector_order) != corrector_order or not 0 <= corrector_order <= 4:
             raise ValueError(f"sa_solver corrector_order must be an integer in 0..4 (0: no corrector), got "
                              f"{corrector_order}")
         if not eta >= 0 or not s_noise >= 0 or not 0 <= tau_sigma_min <= tau_sigma_max:
             raise ValueError(f"sa_solver needs eta >= 0, s_noise >= 0 and 0 <= tau_sigma_min <= tau_sigma_max; got "
-                             f"eta={eta}, s_noise={s_noise}, tau_sigma_min={tau_sigma_min}, tau_sigma_max={tau_sigma_max}")
+                             f"eta={eta}, s_noise={s_noise}, tau_sigma_min={tau_sigma_min}, "
+                             f"tau_sigma_max={tau_sigma_max}")
         self.corrector_order, self.eta, self.s_noise = int(corrector_order), float(eta), float(s_noise)
         self.tau_sigma_min, self.tau_sigma_max = float(tau_sigma_min), float(tau_sigma_max)
         super().__init__(**base)
@@ -80,16 +68,15 @@ class SASolver(Multistep):
             return super().declared_order()
         return min(self.formula_order(), 2 if self.lower_order_final else 3)
 
-    @property
-    def stochastic(self) -> bool:
-        return self.eta > 0
-
     def tau(self, sigma: float) -> float:
         return self.eta if self.tau_sigma_min <= sigma <= self.tau_sigma_max else 0.0
 
     def update(self, x_s: Tensor, ds: list[Tensor], nodes: list[float], lam_s: float, lam_t: float, tau: float,
                z, predictor: bool) -> Tensor:
-        """x_t from x_s with D values ``ds`` (newest first) at lambdas ``nodes`` (Eq. 14 / 15)."""
+        """x_t from x_s with D values ``ds`` (newest first) at lambdas ``nodes`` (Eq. 14 / 15).  Order 2 adds, as
+        diffusers, with k = 1 + tau^2, k [h^2/2 - (k h - 1 + e^{-k h}) / k^2] / (lambda_i - lambda_{i-1})
+        (D_i - D_{i-1}) (predictor) or k [h/2 - (k h - 1 + e^{-k h}) / (k^2 h)] (D_t - D_i) (corrector).
+        """
         k, h = 1 + tau * tau, lam_t - lam_s
         w = exponential_lagrange_weights(nodes, lam_s, lam_t, k)
         if len(ds) == 2:  # the order-2 correction of the module docstring

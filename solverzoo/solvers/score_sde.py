@@ -1,31 +1,18 @@
-"""score_sde samplers (Song et al. 2021, "Score-Based Generative Modeling through
-Stochastic Differential Equations", ICLR): Euler-Maruyama on the reverse SDE and the
-predictor-corrector sampler (reverse-diffusion predictor + Langevin corrector).
+"""score_sde samplers (Song et al. 2021, "Score-Based Generative Modeling through Stochastic Differential
+Equations", ICLR): Euler-Maruyama on the reverse SDE and the predictor-corrector sampler (reverse
+diffusion predictor + Langevin corrector), in the process's own time and state x = s(t) x_hat, as
+score_sde does.  Between nodes t_i > t_{i+1} the forward kernel is x_i = a_i x_{i+1} + G_i n with
 
-These discretise in the process's own time and state ``x = s(t) x_hat``, as score_sde
-does, so VE and VP runs follow the reference update.  Between grid nodes ``t_i > t_{i+1}``
-the forward kernel is ``x_i = a_i x_{i+1} + G_i n`` with
+    a_i = s_i / s_{i+1},        G_i^2 = s_i^2 (sigma_i^2 - sigma_{i+1}^2)
 
-    a_i = s_i / s_{i+1},        G_i^2 = s_i^2 (sigma_i^2 - sigma_{i+1}^2).
-
-On VE (a = 1) this is score_sde's ``G^2 = sigma_i^2 - sigma_{i-1}^2``; on VP it is the
-exact-kernel form of its discrete betas (beta_i = 1 - a_i^2).
-
-The same class is PDS (Ma et al. 2022) and TDAS when a preconditioner is attached: the
-Gaussian draws become ``M z`` and, for PDS, the score becomes ``M M^T score``.
-
-``discretize="official"`` instead takes the coefficients from the discrete tables of
-score_sde's (and fudan-zvg/PDS's) ``SDE.discretize``, indexed by ``j = floor(t_i (N - 1))``
-(N rounds, float32 times as there): on VE ``G_i^2 = sigma_j^2 - sigma_{j-1}^2`` over the
-geometric table ``sigma_j = sigma_min (sigma_max / sigma_min)^(j / (N - 1))`` with
-``sigma_{-1} = 0`` (the last round's ``G^2`` is ``sigma_min^2``); on VP ``beta_j`` from
-``linspace(beta_min / N, beta_max / N, N)``, ``a_i = sqrt(1 - beta_j)``, ``G_i^2 = beta_j``
-and the corrector's ``alpha = 1 - beta_j``.
+(score_sde's VE G^2 = sigma_i^2 - sigma_{i-1}^2; on VP the exact-kernel form of its discrete betas).
+``discretize="official"`` takes a_i and G_i^2 from score_sde's (and fudan-zvg/PDS's) ``SDE.discretize``
+tables instead (:func:`official_coefficients`).  With a preconditioner the same sampler is PDS or TDAS
+(``preconditioned``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -50,8 +37,10 @@ DISCRETIZATIONS = ("continuous", "official")
 
 def official_coefficients(process, grid) -> tuple[list[float], list[float]]:
     """``(a_i, G_i^2)`` of score_sde's / PDS's ``VESDE.discretize`` and ``VPSDE.discretize`` for the
-    ``N = grid.steps`` rounds at ``grid.t[:N]``: the table index is ``floor(t (N - 1))`` computed in
-    float32 as the official code does (``torch.linspace`` times, ``(t * (N - 1)).long()``)."""
+    ``N = grid.steps`` rounds, indexed by ``j = floor(t_i (N - 1))`` in float32 as the official code:
+    VE ``G_i^2 = sigma_j^2 - sigma_{j-1}^2`` on the geometric table (sigma_{-1} = 0), VP
+    ``beta_j`` from ``linspace(beta_min / N, beta_max / N, N)``, a_i = sqrt(1 - beta_j), G_i^2 = beta_j.
+    """
     n = grid.steps
     index = (grid.t[:n].to(torch.float32) * (n - 1)).long().tolist()
     if process.name == "ve":
@@ -130,39 +119,18 @@ class EulerMaruyama(_ScoreSDESolver):
 
 @register
 class PredictorCorrector(_ScoreSDESolver):
-    """Predictor-corrector sampler (Song et al. 2021, Algorithms 2-3; score_sde
-    ``ReverseDiffusionPredictor`` + ``LangevinCorrector``).  One round at node i:
+    """Predictor-corrector sampler (Song et al. 2021, Algorithms 2-3; score_sde ``ReverseDiffusionPredictor``
+    + ``LangevinCorrector``).  One round at node i, g = grad log p, z ~ N(0, I):
 
-    Langevin corrector (``n_corrector`` times), with g = grad log p, z ~ N(0, I):
-        eps = 2 a (snr ||z|| / ||g||)^2,   x = x + eps g + sqrt(2 eps) z
-    (a = 1 on VE, a = alpha_i = a_i^2 on VP);
+        Langevin corrector (``n_corrector`` times):  eps = 2 a (snr ||z|| / ||g||)^2,  x = x + eps g + sqrt(2 eps) z
+        reverse-diffusion predictor:                 x_mean = (2 - a_i) x + G_i^2 g,    x = x_mean + G_i z
 
-    reverse-diffusion predictor from t_i to t_{i+1}:
-        x_mean = (2 - a_i) x + G_i^2 g,    x = x_mean + G_i z.
-
-    The run returns the last x_mean (score_sde's ``denoise`` output).  NFE = (1 +
-    n_corrector) per round.
-
-    ``corrector_norm="batch"`` (default) averages ||z|| and ||g|| over the batch, as
-    score_sde and PDS do: this is the only solver option in solverzoo that lets a sample
-    depend on its batch (results record the batch size).  ``"sample"`` takes the norms per
-    sample, so samples are batch-independent; in high dimension the two agree (measured
-    variance error 0.5% apart at d = 1024), but in low dimension the per-sample ratio is
-    heavy-tailed and biases the corrector (d = 4: variance 1.29 instead of 0.5).
-
-    ``discretize``: ``"continuous"`` (default; a_i and G_i^2 from the process at the grid's
-    nodes, the exact forward kernel) or ``"official"`` (score_sde's / fudan-zvg/PDS's discrete
-    tables, module docstring; with ``speed_up`` k the end time is eps k as in PDS's run_lib.py,
-    not eps N0 / int(N0 / k); and the predictor preconditions the whole reverse drift,
-    ``x_mean = x + M M^T((1 - a) x + G^2 score)``, where the default preconditions the score
-    only -- the same on VE, where a = 1).  With it, ``pds`` reproduces the official PDS loop to
-    rounding (tests/test_pds_official.py).  Measured on gmm-image 3x32x32 (PDS filters, alpha 5,
-    64 samples, same draws; benchmarks/schedules/pds_official.py): VE 0.01..50, k = 200 (N = 10):
-    G^2 differs by up to 3.5% (the last round: sigma_min^2 against sigma(eps k)^2), final samples
-    by 0.13 relative; k = 30 (N = 66, end times 3.00e-4 vs 3.03e-4): 0.52% and 9.9e-4.  VP
-    (N0 = 1000): k = 30 (N = 33): G^2 up to 3.0x apart in the last round (37% before it), samples
-    0.52 relative; k = 10 (N = 100): 0.32 -- the official beta_j = beta(t) / N is a coarse
-    kernel at these N.
+    (a = 1 on VE, alpha_i = a_i^2 on VP).  Returns the last x_mean.  NFE = (1 + n_corrector) per round.
+    ``corrector_norm="batch"`` (default) averages the norms over the batch, as score_sde and PDS: a sample
+    then depends on its batch (results record the batch size); ``"sample"`` takes them per sample.
+    ``discretize="official"``: the official tables, PDS's end time eps k under ``speed_up`` k, and the
+    predictor preconditioning the whole reverse drift (``pds`` then reproduces fudan-zvg/PDS's loop to
+    rounding, tests/test_pds_official.py; measured gaps: benchmarks/schedules/README.md).
     """
 
     info = SolverInfo(
@@ -185,9 +153,9 @@ class PredictorCorrector(_ScoreSDESolver):
             base_steps = 2000 if base_steps is None else base_steps
             if not speed_up > 0:
                 raise ValueError(f"speed_up must be > 0, got {speed_up}")
-            self.fixed_steps = int(base_steps / speed_up)
-            if self.fixed_steps < 2:
-                raise ValueError(f"speed_up={speed_up} leaves {self.fixed_steps} of {base_steps} steps; at least 2 are needed")
+            if int(base_steps / speed_up) < 2:
+                raise ValueError(f"speed_up={speed_up} leaves {int(base_steps / speed_up)} of {base_steps} steps; at "
+                                 f"least 2 are needed")
         if base_steps is not None and (int(base_steps) != base_steps or base_steps < 2):
             raise ValueError(f"base_steps must be an integer >= 2, got {base_steps}")
         self.speed_up, self.base_steps = speed_up, base_steps
@@ -198,7 +166,14 @@ class PredictorCorrector(_ScoreSDESolver):
         if corrector_norm not in ("sample", "batch"):
             raise ValueError(f"corrector_norm must be 'sample' or 'batch', got {corrector_norm!r}")
         self.snr, self.n_corrector, self.corrector_norm = float(snr), int(n_corrector), corrector_norm
-        self.info = dataclasses.replace(type(self).info, calls_per_step=1 + self.n_corrector)
+
+    def info_changes(self) -> dict:
+        return {"calls_per_step": 1 + self.n_corrector}
+
+    @property
+    def fixed_steps(self) -> int | None:
+        """``speed_up`` k fixes N = int(N0 / k) steps."""
+        return None if self.speed_up is None else int(self.base_steps / self.speed_up)
 
     def make_grid(self, process, steps: int):
         """With ``base_steps`` N0 (or ``speed_up`` k), PDS's speed-up semantics: N = int(N0 / k)
