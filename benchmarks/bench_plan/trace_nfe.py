@@ -1,7 +1,7 @@
 """Which solverzoo functions and modules a requested NFE passes through, from ``solverzoo bench --nfe 14``
 to the grid and the sampler (a ``sys.settrace`` of one tiny run).
 
-    python benchmarks/bench_plan/trace_nfe.py
+    python benchmarks/bench_plan/trace_nfe.py      (bash benchmarks/bench_plan/run.sh)
 
 A call is counted when an argument whose name contains ``nfe`` carries the value 14 (or a list holding
 it), or when a ``config`` / ``plan`` argument carrying it is read for an ``.nfe`` attribute.  It also counts
@@ -50,14 +50,14 @@ def trace() -> list[tuple[str, str]]:
             hits.append((module, code.co_name))
         return None
 
-    from solverzoo.cli import main
+    from solverzoo.cli import main as cli
 
     out = tempfile.mkdtemp() + "/o"
     sys.argv = ["solverzoo", "bench", "--model", "gmm-2d", "--solvers", "heun", "--nfe", str(NFE), "--num-samples",
                 "4", "--out", out]
     sys.settrace(tracer)
     try:
-        main(standalone_mode=False)
+        cli(standalone_mode=False)
     except SystemExit:
         pass
     finally:
@@ -65,7 +65,7 @@ def trace() -> list[tuple[str, str]]:
     return hits
 
 
-if __name__ == "__main__":
+def main() -> None:
     calls = trace()
     modules = []
     for module, _ in calls:
@@ -76,3 +76,7 @@ if __name__ == "__main__":
     for module, function in dict.fromkeys(calls):
         print("  ", module, function)
     print("distinct modules:", len(set(modules)), "module visits:", len(modules))
+
+
+if __name__ == "__main__":
+    main()
