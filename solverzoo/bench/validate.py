@@ -241,14 +241,26 @@ def build_model(name: str, options: dict):
     from ..models import get_model
 
     check_model_options(name, options)
-    given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+    given = ", ".join(f"{k}={v!r}" for k, v in options.items())
     try:
         return get_model(name, **options)
     except (TypeError, ValueError, OverflowError) as err:
-        raise ValueError(f"model {name!r} rejected its options ({given}): {err}") from None
+        reason = _first_line(err)
+        if given:
+            raise ValueError(f"model {name!r} rejected its options ({given}): {reason}") from None
+        raise ValueError(f"model {name!r} could not be built: {reason}") from None
     except (OSError, RuntimeError, EOFError, KeyError) as err:
-        raise ValueError(f"model {name!r} could not be loaded ({type(err).__name__}: {str(err).splitlines()[0]}); "
+        raise ValueError(f"model {name!r} could not be loaded ({type(err).__name__}: {_first_line(err)}); "
                          f"check the checkpoint or folder it names") from None
+
+
+def _first_line(err: BaseException) -> str:
+    """An error's first line, without torch's advice to unpickle untrusted files."""
+    text = (str(err).strip().splitlines() or [""])[0]
+    if "Weights only load failed" in text:
+        text = text[: text.index("(") if "(" in text else len(text)].rstrip() + \
+            " (not a checkpoint solverzoo wrote, or a corrupt one; solverzoo never unpickles arbitrary objects)"
+    return text[:400]
 
 
 def check_solver_options(name: str, options: dict):
