@@ -44,7 +44,8 @@ def test_bench_writes_results_csv_and_plot(runner, tmp_path):
     assert results["metric"] == "mmd_whitened" and results["oracle_floor"] == 0.0
     assert all(r["excess"] == r["value"] for r in rows)  # unbiased: floor 0, excess = value
     assert results["fd_metric"] == "fd_pixels" and results["fd_oracle_floor"] > 0
-    assert all(r["metrics"]["fd_excess"] == pytest.approx(r["metrics"]["fd"] - results["fd_oracle_floor"]) for r in rows)
+    assert all(r["metrics"]["fd_excess"] == pytest.approx(r["metrics"]["fd"] - results["fd_oracle_floor"])
+               for r in rows)
     # pathwise error for the ODE solver only (heun), against the reference solve
     assert all(("path_rms" in r["metrics"]) == (r["solver"] == "heun") for r in rows)
     path = {r["nfe_requested"]: r["metrics"]["path_rms"] for r in rows if r["solver"] == "heun"}
@@ -71,7 +72,8 @@ def test_bench_is_deterministic_across_batch_sizes(runner, tmp_path):
         r = runner.invoke(main, ["bench", *TINY, "--solvers", "heun,seeds1", "--nfe", "6", "--num-samples", "20",
                                  "--batch-size", bs, "--out", str(out)])
         assert r.exit_code == 0, r.output
-        fds.append([(row["value"], row["metrics"]["fd"]) for row in json.loads((out / "results.json").read_text())["rows"]])
+        rows = json.loads((out / "results.json").read_text())["rows"]
+        fds.append([(row["value"], row["metrics"]["fd"]) for row in rows])
     assert fds[0] == fds[1]
 
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 
+import pytest
 from click.testing import CliRunner
 
-import pytest
 from solverzoo.cli import main
 
 TINY = ["--model", "gmm-image", "-m", "resolution=8", "-m", "num_components=2"]

@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 from click.testing import CliRunner
 
 from solverzoo.bench.selectors import families, select_solvers
