@@ -187,15 +187,18 @@ def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = F
         SOLVERS.lookup(name)  # unknown names: the valid ones
     if len(set(names)) != len(names):
         raise ValueError(f"--solvers names a solver twice ({', '.join(names)})")
-    stray = sorted(set(config.solver_options) - set(names))
+    every = config.solver_options.get("*", {})  # -o key=value for every solver of the run
+    options = {name: {**every, **config.solver_options.get(name, {})} for name in names}
+    options = {name: o for name, o in options.items() if o}
+    stray = sorted(set(config.solver_options) - set(names) - {"*"})
     if stray:
         raise ValueError(f"options for solver(s) {', '.join(stray)}, which are not in this run ({', '.join(names)})")
     solvers = []
     for name in names:
-        solver = build_solver(name, config.solver_options.get(name, {}))
+        solver = build_solver(name, options.get(name, {}))
         steps = check_solver_run(solver, model, nfes)
         solvers.append(SolverPlan(name, solver, steps, not solver.stochastic, solver.filter_spec()))
-    config = replace(config, nfe=nfes, solvers=names, feature=feature)
+    config = replace(config, nfe=nfes, solvers=names, feature=feature, solver_options=options)
     record = record_of(config, names)
     previous = _previous(out, record) if resume and out is not None else None
     n = config.num_samples

@@ -79,23 +79,25 @@ def parse_assignments(items, what: str, flag: str) -> list[tuple[str, str, Any]]
     return out
 
 
-def parse_solver_options(items, solvers: list[str]) -> dict[str, dict]:
-    """``-o solver.key=value`` (or ``key=value`` for every solver in ``solvers``) -> {solver: {key: value}}.
-    ``grid=@FILE`` reads the sigmas of a grid file (``solverzoo tune-grid``); an explicit grid, inline
-    or from a file, is checked against every budget by :func:`check_solver_run`."""
+def parse_solver_options(items, solvers: list[str] | None) -> dict[str, dict]:
+    """``-o solver.key=value`` (or ``key=value`` for every solver of the run) -> {solver: {key: value}};
+    with ``solvers`` None (the run's solvers are not known yet) ``key=value`` goes under ``"*"``, which
+    :func:`solverzoo.bench.plan` gives to every solver.  ``grid=@FILE`` reads the sigmas of a grid file
+    (``solverzoo tune-grid``); an explicit grid, inline or from a file, is checked against every budget
+    by :func:`check_solver_run`."""
     from ..tune import load_grid_file
 
     out: dict[str, dict] = {}
     for item, key, value in parse_assignments(items, "[solver.]key", "-o"):
         target, _, name = key.rpartition(".")
-        if target and target not in solvers:
+        if target and solvers is not None and target not in solvers:
             raise ValueError(f"-o {item!r} names solver {target!r}, which is not in this run ({', '.join(solvers)})")
         if name == "grid" and isinstance(value, str) and value.startswith("@"):
             try:
                 value = load_grid_file(value[1:])[0]
             except ValueError as err:
                 raise ValueError(f"-o {item!r}: {err}") from None
-        for t in [target] if target else solvers:
+        for t in [target] if target else (solvers if solvers is not None else ["*"]):
             out.setdefault(t, {})[name] = value
     return out
 

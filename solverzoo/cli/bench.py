@@ -83,22 +83,13 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
     nfes = parse_csv(nfe, int, "NFE budget")
     solver_names = select_solvers(solvers) if solvers is not None else None
     config = BenchConfig(model=model, model_options=parse_model_options(model_option), solvers=solver_names,
-                         nfe=nfes, num_samples=num_samples, seed=seed, batch_size=batch_size, device=device,
-                         feature=feature, repeats=repeats, reference=reference, inception=inception,
-                         guidance=guidance, labels=labels, noise=noise)
-    if solver_names is not None or not option:
-        config.solver_options = parse_solver_options(option, solver_names or [])
-    else:  # -o key=value for every default solver: the names come with the model
-        from ..bench import default_solvers
-        from ..bench.validate import build_model
-
-        net = build_model(config.model, config.model_options)
-        config.solvers = default_solvers(net)
-        config.solver_options = parse_solver_options(option, config.solvers)
+                         solver_options=parse_solver_options(option, solver_names), nfe=nfes,
+                         num_samples=num_samples, seed=seed, batch_size=batch_size, device=device, feature=feature,
+                         repeats=repeats, reference=reference, inception=inception, guidance=guidance, labels=labels,
+                         noise=noise)
     problem = None
     try:
-        p = plan(config, out, resume=resume, overwrite=overwrite,
-                 model=net if solver_names is None and option else None)
+        p = plan(config, out, resume=resume, overwrite=overwrite)
     except ValueError as err:
         problem = str(err)
     problem = agree(problem, world)  # every rank stops on rank 0's verdict

@@ -65,8 +65,9 @@ def parse_csv(value: str | None, kind=str, what: str = "value") -> list | None:
         fail(f"could not read {what}s from {value[:80]!r}")
 
 
-def parse_solver_options(options: tuple[str, ...], solvers: list[str]) -> dict[str, dict]:
-    """``-o solver.key=value`` (or ``key=value`` for every solver) -> {solver: {key: value}}
+def parse_solver_options(options: tuple[str, ...], solvers: list[str] | None) -> dict[str, dict]:
+    """``-o solver.key=value`` (or ``key=value`` for every solver; under ``"*"`` when ``solvers`` is None)
+    -> {solver: {key: value}}
     (:func:`solverzoo.bench.validate.parse_solver_options`; bad text exits 2 naming the option)."""
     from ..bench.validate import parse_solver_options as parse
 
