@@ -63,12 +63,13 @@ def fd_by_hand(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> float:
     return float(((mu - mean) ** 2).sum() + np.trace(s) + np.trace(cov) - 2 * np.trace(cross))
 
 
-@pytest.mark.parametrize("repeat", [0, 1])
-def test_pixel_fd_oracle_floor_is_the_fd_of_exactly_n_exact_samples(repeat):
+@pytest.mark.parametrize("resolution,repeat", [(4, 0), (4, 1), (8, 0)])
+def test_pixel_fd_oracle_floor_is_the_fd_of_exactly_n_exact_samples(resolution, repeat):
     """evaluate's documented floor: the pixel FD of N exact samples (data seed range [r N, (r + 1) N)).
-    Scoring those very samples gives excess 0; the floor equals the by-hand FD of N samples and is not
-    the FD of 2N samples (the bias falls like 1/N: 2N would lower it by about a third here)."""
-    model = get_model("gmm-image", resolution=4, num_components=2)
+    Scoring those very samples gives excess 0; the floor equals the by-hand FD of N samples (sample covariance
+    with 1/(N - 1)) and is not the FD of 2N samples (the bias falls like 1/N).  N = 60 against d = 48
+    (covariance route) and d = 192 (N <= d: the Gram-matrix route of ExactReference.distance_samples)."""
+    model = get_model("gmm-image", resolution=resolution, num_components=2)
     n = 60
     scorer = make_scorer(model, None, n, seed=0, repeat=repeat)
     assert scorer.fd_metric == "fd_pixels"

@@ -240,3 +240,35 @@ def test_gradient_estimation_uses_gamma_minus_one_at_a_general_gamma(gamma):
         x = x + (sigmas[i + 1] - sigmas[i]) * (eps if old is None else eps + (gamma - 1) * (eps - old))
         old = eps
     assert torch.allclose(got, x, rtol=1e-12, atol=1e-12)
+
+
+def er_sde_phi(sigma: float) -> float:
+    """Cui et al. 2023's noise scale 'ER SDE 5': phi(sigma) = sigma (e^{sigma^0.3} + 10)."""
+    return sigma * (math.exp(sigma**0.3) + 10.0)
+
+
+@pytest.mark.parametrize("max_stage", [2, 3])
+def test_er_sde_stage_2_and_3_weights_on_an_irregular_grid(max_stage):
+    """Cui et al. 2023, Eq. 20-21 with the history differences D' = (D_i - D_{i-1}) / (sigma_i - sigma_{i-1}) and
+    D'' = (D'_i - D'_{i-1}) / ((sigma_i - sigma_{i-2}) / 2), weights (t - s) + phi_t S_0 and (t - s)^2 / 2 + phi_t S_1,
+    S_0 = int_t^s dsigma / phi, S_1 = int_t^s (sigma - s) / phi dsigma by quadrature; the drift alone (zero noise)."""
+    x = torch.tensor([[1.0, -2.0, 0.5], [0.3, 0.9, -1.4]], dtype=D64) * GRID[0]
+    got = run_solver("er_sde", GRID, x, max_stage=max_stage)
+    d_old = dd_old = None
+    for i in range(N):
+        s, t = GRID[i], GRID[i + 1]
+        d = denoise(x, s)
+        stage = min(max_stage, i + 1)
+        r = er_sde_phi(t) / er_sde_phi(s)
+        x_next = r * x + (1 - r) * d
+        if stage >= 2:
+            s0 = quad(lambda v: 1 / er_sde_phi(v), t, s)
+            s1 = quad(lambda v, s=s: (v - s) / er_sde_phi(v), t, s)
+            dd = (d - d_old) / (s - GRID[i - 1])
+            x_next = x_next + ((t - s) + er_sde_phi(t) * s0) * dd
+            if stage == 3:
+                ddd = (dd - dd_old) / ((s - GRID[i - 2]) / 2)
+                x_next = x_next + ((t - s) ** 2 / 2 + er_sde_phi(t) * s1) * ddd
+            dd_old = dd
+        x, d_old = x_next, d
+    assert torch.allclose(got, x, rtol=1e-10, atol=1e-10), (got - x).abs().max()
