@@ -193,8 +193,9 @@ def law_error(name, steps, **options):
 
 
 #: law error at 128 steps: 4 Monte-Carlo standard errors of the variance ratio (32768 draws: 0.8% each) plus
-#: the measured discretisation bias (er_sde 0.0009, er_sde stage 1 0.044, restart 0.019, sa_solver 0.007)
-LAW_TOLERANCE = {("er_sde", 1): 0.075, ("restart", 0): 0.05}
+#: the measured discretisation bias (er_sde 0.0009, restart 0.019, sa_solver 0.007); er_sde stage 1 (first
+#: order, 0.044) keeps its former 0.05.  The one-step laws are pinned exactly in test_math_stochastic_laws.py.
+LAW_TOLERANCE = {("er_sde", 1): 0.05, ("restart", 0): 0.05}
 
 
 @pytest.mark.parametrize("name,options", [("er_sde", {}), ("er_sde", {"max_stage": 1}), ("restart", {}), ("sa_solver", {})])
