@@ -130,14 +130,15 @@ ONE_STEP = [
 ]
 
 
-@pytest.mark.parametrize("name,options", ONE_STEP, ids=[f"{n}-{o}" for n, o in ONE_STEP])
+@pytest.mark.parametrize("name,options", ONE_STEP,
+                         ids=["-".join([n, *(f"{k}={v}" for k, v in o.items())]) for n, o in ONE_STEP])
 def test_one_step_conditional_law_is_the_papers_transition(name, options):
     """x_t | x_s ~ N(a x_s, c^2) with a and c^2 from each paper's step formula, at eta / s_noise away from
     the special values 0 and 1, read exactly (impulses)."""
     solver_name, extra = (("er_sde", {"noise_scale": "sde", "max_stage": 1}) if name == "er_sde_sde" else (name, {}))
     solver = get_solver(solver_name, grid=[S, T], **options, **extra)
     a, b = linear_coefficients(solver, GAUSS, [S, T])
-    reference_name = "dpmpp_2m_sde" if name == "dpmpp_3m_sde" else name
+    reference_name = "dpmpp_2m_sde" if name == "dpmpp_3m_sde" else name  # a first step is the same order-1 step
     want_a, want_var = expected_one_step(reference_name, options)
     assert a == pytest.approx(want_a, rel=1e-12)
     assert sum(v * v for v in b) == pytest.approx(want_var, rel=1e-12)
