@@ -131,10 +131,11 @@ def test_tdas_frequency_filter_levels_follow_the_wrap_around_radius():
     u = np.minimum(np.arange(h), h - np.arange(h)) / h
     v = np.minimum(np.arange(w), w - np.arange(w)) / w
     np.testing.assert_allclose(rho.numpy(), np.sqrt(u[:, None] ** 2 + v[None, :] ** 2), rtol=1e-14)
-    radii, rates = (0.2, 0.4), (0.7, 0.3)
+    radii, rates = (0.25, 0.375), (0.7, 0.3)  # both radii are radii of grid frequencies: a zone starts at rho = r
     f = tdas_frequency_filter((h, w), radii, rates, dtype=D64)[0].numpy()
     r = rho.numpy()
-    want = np.where(r < 0.2, 1.0, np.where(r < 0.4, 0.7, 0.3))
+    assert (r == 0.25).any() and (r == 0.375).any()
+    want = np.where(r < 0.25, 1.0, np.where(r < 0.375, 0.7, 0.3))
     np.testing.assert_array_equal(f, want)
     assert {1.0, 0.7, 0.3} == set(np.unique(f).tolist())
 
