@@ -192,10 +192,16 @@ def law_error(name, steps, **options):
     return max(abs(x.mean().item() - 0.5) / 0.5, abs(x.var().item() / 0.25 - 1))
 
 
+#: law error at 128 steps: 4 Monte-Carlo standard errors of the variance ratio (32768 draws: 0.8% each) plus
+#: the measured discretisation bias (er_sde 0.0009, restart 0.019, sa_solver 0.007); er_sde stage 1 (first
+#: order, 0.044) keeps its former 0.05.  The one-step laws are pinned exactly in test_math_stochastic_laws.py.
+LAW_TOLERANCE = {("er_sde", 1): 0.05, ("restart", 0): 0.05}
+
+
 @pytest.mark.parametrize("name,options", [("er_sde", {}), ("er_sde", {"max_stage": 1}), ("restart", {}), ("sa_solver", {})])
 def test_stochastic_new_solvers_converge_in_law(name, options):
     coarse, fine = law_error(name, 8, **options), law_error(name, 128, **options)
-    assert fine < 0.05, (coarse, fine)
+    assert fine < LAW_TOLERANCE.get((name, options.get("max_stage", 0)), 0.035), (coarse, fine)
     assert fine < 0.5 * coarse or coarse < 0.08, (coarse, fine)
 
 

@@ -100,18 +100,28 @@ def test_pds_default_filters_come_from_data_statistics():
     assert solver.preconditioner is None  # the run's filters are not stored on the solver
     only_freq = solverzoo.sample(model, "pds", nfe=4, num_samples=2, filters="freq").filters
     assert isinstance(only_freq, FrequencyFilter)
-    f = only_freq.values
-    # alpha / (m_hat + alpha - 1): 1 at the statistic's maximum (DC), at most alpha/(alpha-1)
-    assert float(f.min()) == pytest.approx(1.0, abs=1e-6)
-    assert float(f.max()) <= 5 / 4 + 1e-6
+    # alpha / (m_hat + alpha - 1) of the frequency statistic log(1 + mean |FFT2 x|^2) of the 200 data images
+    from solverzoo.preconditioners.build import data_images
+
+    data = data_images(model, "cpu", torch.float64, "pds")
+    freq = torch.log1p(torch.fft.fft2(data).abs().square().mean(0))
+    want = 5.0 / (freq / freq.max() + 4.0)
+    torch.testing.assert_close(only_freq.values.double(), want, rtol=1e-6, atol=1e-6)
 
 
 def test_tdas_estimates_filters_from_a_pilot_run():
     model = small_model()
     solver = solverzoo.get_solver("tdas", filters="freq")
-    est = solverzoo.sample(model, solver, nfe=6, num_samples=2).filters_estimate
-    assert len(est["radii"]) == 2 and all(0 < r for r in est["radii"])
-    assert all(0 < r <= 1 for r in est["rates"])
+    result = solverzoo.sample(model, solver, nfe=6, num_samples=2)
+    est = result.filters_estimate
+    # appendix A.2 on the pilot: 200 plain PC samples at the run's grid (their own seed) against 200 data images
+    from solverzoo.preconditioners.build import FILTER_SEED, data_images
+    from solverzoo.preconditioners.tdas import tdas_estimate
+
+    pilot = solverzoo.sample(model, "pc", steps=result.steps, num_samples=200, seed=FILTER_SEED, batch_size=100).samples
+    want = tdas_estimate(((pilot + 1) / 2).clamp(0, 1).double(), data_images(model, "cpu", torch.float64, "tdas"))
+    assert est["radii"] == pytest.approx(want.radii, rel=1e-9) and est["rates"] == pytest.approx(want.rates, rel=1e-9)
+    assert len(est["radii"]) == 2 and est["radii"][0] <= est["radii"][1]
 
 
 def test_a_reused_tdas_solver_estimates_again_for_a_new_grid():
@@ -183,7 +193,10 @@ def test_pds_refuses_non_image_models():
 
 @pytest.mark.parametrize("name", ["pds", "tdas"])
 def test_converges_to_the_oracle_as_nfe_grows(name):
-    """FD to the exact moments falls toward the oracle floor as NFE grows (gmm-image, 3x8x8)."""
+    """FD to the exact moments falls toward the oracle floor as NFE grows (gmm-image, 3x8x8): at 200 NFE the
+    excess over the floor (0.84) is below 0.1 (measured PDS 0.031, TDAS 0.052).  Plain PC measures 0.060
+    there: at 200 NFE the filters hardly matter on this model, so this test pins convergence only; the
+    filters themselves are pinned by tests/test_math_preconditioners.py and the placement test above."""
     from solverzoo.metrics import exact_reference
 
     model = small_model()
@@ -195,7 +208,20 @@ def test_converges_to_the_oracle_as_nfe_grows(name):
         x = solverzoo.sample(model, name, nfe=nfe, num_samples=n, seed=0, batch_size=n).samples
         fds.append(ref.distance_samples(x.flatten(1).double()))
     assert fds[1] < fds[0]
-    assert fds[1] - floor < 0.25 * floor + 0.05
+    assert fds[1] - floor < 0.1, (fds, floor)
+
+
+def test_tdas_beats_plain_pc_at_low_nfe():
+    """TDAS's claim at a small budget: the shaped noise lowers the FD of plain PC at 20 NFE (measured 5.09
+    against 7.06, 400 samples; identity filters would give PC's value exactly)."""
+    from solverzoo.metrics import exact_reference
+
+    model = small_model()
+    ref = exact_reference(model, "pixels")
+    fd = {name: ref.distance_samples(solverzoo.sample(model, name, nfe=20, num_samples=400, seed=0,
+                                                      batch_size=400).samples.flatten(1).double())
+          for name in ("tdas", "pc")}
+    assert fd["tdas"] < 0.85 * fd["pc"], fd
 
 
 def test_tdas_filters_compose_with_any_stochastic_solver():
@@ -208,7 +234,12 @@ def test_tdas_filters_compose_with_any_stochastic_solver():
     assert filtered.nfe == plain.nfe == 8
     assert len(filtered.filters_estimate["radii"]) == 2
     assert isinstance(filtered.filters, Composed)
-    assert not torch.equal(filtered.samples, plain.samples)
+    # the run's samples are those of seeds2 with exactly the returned operator on its noise
+    again = solverzoo.sample(model, "seeds2", nfe=8, num_samples=4, seed=2, preconditioner=filtered.filters)
+    assert torch.equal(filtered.samples, again.samples)
+    assert torch.equal(solverzoo.sample(model, "seeds2", nfe=8, num_samples=4, seed=2,
+                                        preconditioner=Identity()).samples, plain.samples)
+    assert (filtered.samples - plain.samples).abs().max() > 1e-3
     with pytest.raises(ValueError, match="cannot use a preconditioner"):
         solverzoo.get_solver("dpmpp_2m", preconditioner="tdas")
     with pytest.raises(ValueError, match="give 'tdas'"):

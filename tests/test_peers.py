@@ -248,10 +248,12 @@ def law_error(name, steps, **options):
 
 @pytest.mark.parametrize("name,options", STOCHASTIC, ids=[f"{n}-{o}" for n, o in STOCHASTIC])
 def test_stochastic_samplers_converge_in_law(name, options):
-    """Mean and variance of the Gaussian data law: error at 256 steps below 10% (sampling error ~1.5%)
-    and well below the error at 8 steps unless that is already small."""
+    """Mean and variance of the Gaussian data law: error at 256 steps within 4 Monte-Carlo standard errors
+    (variance ratio over 32768 draws: 0.8% each) of the first-order bias where there is one (measured
+    euler_ancestral 0.052, ddim eta = 0.5 0.039; the others 0.005-0.008), and well below the error at 8
+    steps unless that is already small."""
     coarse, fine = law_error(name, 8, **options), law_error(name, 256, **options)
-    assert fine < 0.1
+    assert fine < {"euler_ancestral": 0.085, "ddim": 0.07}.get(name, 0.035), (coarse, fine)
     assert fine < 0.5 * coarse or coarse < 0.12
 
 

@@ -198,9 +198,16 @@ def test_dtype_device_handling():
     assert op.frequency.values.dtype == torch.float32 and op.space.values.dtype == torch.float32
     assert op.drift(z32.double()).dtype == D64
     json.dumps(op.describe())
-    if torch.cuda.is_available():
-        op.to("cuda")
-        assert op.noise(z32.cuda()).device.type == "cuda"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_operators_follow_their_input_to_cuda():
+    op = Composed(SpaceFilter(torch.rand(3, 8, 8) + 0.5), FrequencyFilter(torch.rand(3, 8, 8, dtype=D64) + 0.5))
+    z = torch.randn(2, 3, 8, 8)
+    op.to("cuda")
+    out = op.noise(z.cuda())
+    assert out.device.type == "cuda"
+    torch.testing.assert_close(out.cpu(), op.to("cpu").noise(z))
 
 
 # --------------------------------------------------------------------------- PDS statistics and filters
