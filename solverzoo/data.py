@@ -10,8 +10,8 @@ Other data: a folder of .png/.jpg images or an ``.npy`` / ``.npz`` array (N, C, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from solverzoo.cli import main
 from solverzoo.data import load_digits, load_images, to_uint8
-from solverzoo.metrics.fd import ExactReference
 from solverzoo.metrics import inception as inception_module
+from solverzoo.metrics.fd import ExactReference
 from solverzoo.metrics.features import build_extractor, feature_metric_name
 from solverzoo.metrics.fid import data_reference, load_reference, reference_statistics
 from solverzoo.metrics.inception import (
@@ -29,10 +29,9 @@ from solverzoo.metrics.inception import (
     resolve_inception,
     wheel_inception,
 )
-from solverzoo.models.classifier import load_digits_classifier
 from solverzoo.models import get_model
+from solverzoo.models.classifier import load_digits_classifier
 from solverzoo.models.learned import build_denoiser, save_checkpoint
-
 
 EXTRACTOR = textwrap.dedent('''
     import torch

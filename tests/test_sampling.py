@@ -55,7 +55,7 @@ def batch_free_options(name: str) -> dict:
     return {"corrector_norm": "sample"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def setup_for(name: str):
     """The first candidate model the solver accepts; skip if it documents that it accepts none."""
     reasons = []

@@ -14,9 +14,7 @@ from solverzoo.data import load_digits
 from solverzoo.models import get_model
 from solverzoo.models.learned import load_checkpoint
 from solverzoo.models.unet import PRECONDS, Precond, PrecondConfig, UNet
-from solverzoo.processes import get_process
 from solverzoo.train import TrainConfig, loss_sigma_weight, train, warmup_clamp
-
 
 TINY = {"channels": 8, "channel_mult": [1, 2], "attn_levels": [1], "emb_channels": 16, "noise_channels": 8}
 

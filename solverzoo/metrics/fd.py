@@ -23,8 +23,8 @@ from ``eigh`` for singular C2) so each further distance costs two matmuls and on
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -141,7 +141,7 @@ class FeatureStats:
     def dim(self) -> int | None:
         return None if self._sum is None else self._sum.numel()
 
-    def update(self, batch: Tensor) -> "FeatureStats":
+    def update(self, batch: Tensor) -> FeatureStats:
         x = batch if torch.is_tensor(batch) else torch.from_numpy(np.asarray(batch))
         f = self._map(x.detach()).to(device=self.device, dtype=_F64)
         if f.shape[0] == 0:

@@ -16,8 +16,8 @@ filter ``s`` of ``M = F^-1 diag(f) F diag(s)``, which shapes the initial sample 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import Tensor
