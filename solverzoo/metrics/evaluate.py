@@ -153,7 +153,8 @@ def make_scorer(model, feature: str | None = None, num_samples: int = 500, seed:
         spectral_floor = spectral_scores(data, spectrum) if spectrum is not None else None
         if primary:
             kernel = kernel_reference(model)
-            note = (f"{PRIMARY_ANALYTIC}: 1000 x unbiased MMD^2 (Gaussian kernel, bandwidth^2 = mean squared distance of the reference) between the samples "
+            note = (f"{PRIMARY_ANALYTIC}: 1000 x unbiased MMD^2 (Gaussian kernel, "
+                    f"bandwidth^2 = mean squared distance of the reference) between the samples "
                     f"and {len(kernel.y)} exact samples, in the model's whitened basis Sigma^-1/2 (x - mean); "
                     f"unbiased, so the oracle floor is 0 at every N and excess = value; uncertainty = first-order "
                     f"std of the U-statistic. Secondary {fd_metric}: Frechet distance against the exact moments "

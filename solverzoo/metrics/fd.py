@@ -379,7 +379,9 @@ def exact_reference(model, feature: str = "pixels") -> ExactReference:
     return ref
 
 
-def oracle_floor(model, feature: str = "pixels", num_samples: int = 10_000, seed: int = 0, batch_size: int = 500) -> float:
+def oracle_floor(
+    model, feature: str = "pixels", num_samples: int = 10_000, seed: int = 0, batch_size: int = 500
+) -> float:
     """FD of ``num_samples`` exact samples (stream DATA of ``seed``) vs the exact moments.
 
     This is the finite-sample floor of the estimator: a perfect sampler scores about
