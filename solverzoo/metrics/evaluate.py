@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .catalog import sample_metrics
 from .fd import exact_reference, make_feature, metric_name
 from .mmd import kernel_reference
 from .spectrum import exact_radial_power, spectral_scores
@@ -113,6 +114,7 @@ class Scorer:
         metrics = {"fd": fd_value, "fd_excess": None if fd_floor is None or fd_value is None else fd_value - fd_floor}
         if self._spectrum is not None:
             metrics.update({k: secondaries[k] for k in ("spectral_error", "hf_ratio")})
+        metrics.update({m.info.name: m.compute(self.model, x) for m in sample_metrics(self.model)})
         metrics = {k: v for k, v in metrics.items() if k in self.declared()}
         return {"metric": self.metric, "value": value, "uncertainty": uncertainty, "oracle_floor": floor,
                 "excess": None if floor is None else value - floor, "num_samples": len(x),
@@ -122,7 +124,8 @@ class Scorer:
         """The metrics :meth:`score` returns under "metrics" besides the primary value (names declared in
         :mod:`solverzoo.metrics.catalog`)."""
         fd = [] if self.fd_metric in (None, self.metric) else ["fd", "fd_excess"]  # an FD primary is the value
-        return fd + (["spectral_error", "hf_ratio"] if self._spectrum is not None else [])
+        return (fd + (["spectral_error", "hf_ratio"] if self._spectrum is not None else [])
+                + [m.info.name for m in sample_metrics(self.model)])
 
 
 def _bootstrap_std(reference, feats: Tensor, seed: int, rounds: int = BOOTSTRAP_ROUNDS) -> float:
