@@ -90,6 +90,8 @@ def test_lower_order_final_costs_accuracy_at_many_steps():
 
 
 def run(name, steps=12, model=GAUSS, num_samples=3, **options):
+    """Samples of ``name``; an explicit grid (a list) sets the steps itself."""
+    steps = None if isinstance(options.get("grid"), list) else steps
     return solverzoo.sample(model, name, steps=steps, num_samples=num_samples, seed=5, dtype=torch.float64,
                             **options).samples
 
@@ -180,13 +182,13 @@ def test_ancestral_step():
 def test_sigma_brownian_bridge():
     """dpmpp_sde's two increments over [t, mid] and [t, s] are those of one Brownian motion in sigma."""
     draws = iter([torch.tensor([1.0]), torch.tensor([-2.0])])
-    w = SigmaBrownian(3.0, lambda: next(draws))
+    w = SigmaBrownian(3.0, lambda a, b: next(draws))
     assert w.increment(3.0, 2.0).item() == pytest.approx(1.0)
     assert w.increment(3.0, 0.5).item() == pytest.approx((1.0 - 2.0 * math.sqrt(1.5)) / math.sqrt(2.5))
     with pytest.raises(ValueError):
         w.W(1.0)  # between visited points: would need a bridge draw
     gen = torch.Generator().manual_seed(0)
-    w = SigmaBrownian(3.0, lambda: torch.randn(200_000, generator=gen, dtype=torch.float64))
+    w = SigmaBrownian(3.0, lambda a, b: torch.randn(200_000, generator=gen, dtype=torch.float64))
     n1, n2 = w.increment(3.0, 2.0), w.increment(3.0, 0.5)
     assert n2.var().item() == pytest.approx(1.0, abs=0.01)
     assert (n1 * n2).mean().item() == pytest.approx(math.sqrt(1.0 / 2.5), abs=0.01)
