@@ -314,3 +314,30 @@ def test_flow_training_loss_is_the_flow_matching_loss():
     loss = (weight * (denoised - y) ** 2).mean()
     assert loss.item() == pytest.approx(((velocity - (n - y)) ** 2).mean().item(), rel=1e-4)
     assert net.process().name == "flow"
+
+
+# ----------------------------------------------------------------------------- the shipped flow model
+def test_shipped_digits_flow_unet_benches_out_of_the_box(tmp_path):
+    """digits-flow-unet: a float16 checkpoint under 2 MB with its training command, a velocity UNet under the
+    flow process (-m shift=S sets the sampling shift only), benched against the digits with the default feature."""
+    from solverzoo.models.learned import SHIPPED, shipped_checkpoint
+
+    path = shipped_checkpoint("digits-flow-unet")
+    assert SHIPPED["digits-flow-unet"] == path.name and path.stat().st_size <= 2_000_000
+    payload = torch.load(path, weights_only=True)
+    assert payload["precond"]["kind"] == "flow" and all(
+        v.dtype == torch.float16 for v in payload["state_dict"].values() if v.is_floating_point())
+    assert "--precond flow" in payload["meta"]["command"] and payload["meta"]["iterations"] == 4000
+    model = get_model("digits-flow-unet")
+    assert model.process.name == "flow" and model.process.shift == 1.0 and model.shape == (1, 8, 8)
+    shifted = get_model("digits-flow-unet", shift=3.0)
+    assert shifted.process.shift == 3.0
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.5, 5.0])
+    assert torch.equal(model.denoise(x, sigma), shifted.denoise(x, sigma))
+    out = tmp_path / "b"
+    r = CliRunner().invoke(main, ["bench", "--model", "digits-flow-unet", "--solvers", "euler,dpmpp_2m", "--nfe", "6",
+                                  "--num-samples", "16", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric"] == "fd_digits_classifier" and results["model"]["process"]["name"] == "flow"
+    assert all(row["status"] == "ok" and math.isfinite(row["value"]) for row in results["rows"])
