@@ -5,7 +5,8 @@
 # once on the flow's native shifted grid (shift 1 and 3).  CPU only; run one bench at a time.
 #
 #   bash benchmarks/flow/run.sh            # all sweeps (stage "all")
-#   bash benchmarks/flow/run.sh gmm        # the gmm-image sweeps only ("digits": the learned ones)
+#   bash benchmarks/flow/run.sh gmm        # the gmm-image sweeps only ("gmm80": flow on EDM's sigma range;
+#                                          # "digits": the learned models)
 #
 # The flow digits model was trained with (the shipped solverzoo/checkpoints/digits_flow_unet.pt):
 #   solverzoo train --out /work/runs/flow/run --precond flow --iterations 4000 --threads 1 \
@@ -14,7 +15,7 @@ set -euo pipefail
 STAGE=${1:-all}
 OUT=${OUT:-benchmarks/flow/results}
 GMM_SAMPLES=${GMM_SAMPLES:-500}
-DIGITS_SAMPLES=${DIGITS_SAMPLES:-250}   # 250, not the default 500: the UNet sweeps are the CPU-heavy part
+DIGITS_SAMPLES=${DIGITS_SAMPLES:-500}
 export OMP_NUM_THREADS=1
 BENCH="nice -n 10 solverzoo bench --nfe 10,20,50 --overwrite"
 
@@ -27,6 +28,11 @@ if [[ $STAGE == all || $STAGE == gmm ]]; then
   $BENCH --model gmm-image -m process=flow -m 'process_options={"shift": 3.0}' -o grid=flow_shift \
       --num-samples "$GMM_SAMPLES" --out "$OUT/gmm_flow_shift3"
 fi
+if [[ $STAGE == all || $STAGE == gmm80 ]]; then
+  # flow with EDM's sigma range (t_max = 80/81: sigma_max = 80): separates the range from the frame
+  $BENCH --model gmm-image -m process=flow -m 'process_options={"t_min": 0.001996007984031936, "t_max": 0.9876543209876543}' \
+      --num-samples "$GMM_SAMPLES" --out "$OUT/gmm_flow_smax80"
+fi
 if [[ $STAGE == all || $STAGE == digits ]]; then
   # the shipped digits models: EDM (digits-unet) and rectified flow (digits-flow-unet)
   $BENCH --model digits-unet --num-samples "$DIGITS_SAMPLES" --batch-size "$DIGITS_SAMPLES" --out "$OUT/digits_edm"
@@ -36,4 +42,7 @@ if [[ $STAGE == all || $STAGE == digits ]]; then
       --out "$OUT/digits_flow_shift1"
   $BENCH --model digits-flow-unet -m shift=3 -o grid=flow_shift --num-samples "$DIGITS_SAMPLES" \
       --batch-size "$DIGITS_SAMPLES" --out "$OUT/digits_flow_shift3"
+  # a larger sample sheet of the flow model (results/digits_flow_dpmpp_2m_nfe20.png is its grid.png)
+  OMP_NUM_THREADS=1 nice -n 10 solverzoo sample --model digits-flow-unet --solver dpmpp_2m --nfe 20 --num-samples 64 \
+      --out "$OUT/digits_flow_sheet" --overwrite
 fi
