@@ -8,7 +8,7 @@ level ``sigma(t)``.  The drift and diffusion of the forward SDE follow from them
     f(t) = s'(t) / s(t),          g(t)^2 = 2 s(t)^2 sigma(t) sigma'(t).
 
 Solvers only talk to a process through this interface, so one solver runs on VE,
-VP, EDM and the FDM momentum processes alike.  All methods take and return float64
+VP, EDM, the FDM momentum processes and rectified flow (``flow``) alike.  All methods take and return float64
 tensors (schedules are computed once per run on the CPU, in double precision).
 """
 
