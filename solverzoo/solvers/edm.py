@@ -23,7 +23,9 @@ class Euler(Solver):
 
         x_{i+1} = x_i + (sigma_{i+1} - sigma_i) (x_i - D(x_i; sigma_i)) / sigma_i.
 
-    A step to sigma = 0 is the final denoise x = D(x; sigma).  NFE = N.
+    A step to sigma = 0 is the final denoise x = D(x; sigma).  NFE = N.  Computed as the same
+    update x_{i+1} = D + (sigma_{i+1} / sigma_i) (x_i - D), which has no cancellation when sigma_0
+    is huge (a rectified flow started near t = 1, sigma = t / (1 - t)).
     """
 
     info = SolverInfo(name="euler", family="edm", kind="ode", order=1, calls_per_step=1,
@@ -32,8 +34,8 @@ class Euler(Solver):
     def run(self, ctx: Context, x: Tensor) -> Tensor:
         sigma = ctx.sigma
         for i in range(ctx.grid.steps):
-            d = (x - ctx.denoise(x, sigma[i])) / sigma[i]
-            x = x + (sigma[i + 1] - sigma[i]) * d
+            denoised = ctx.denoise(x, sigma[i])
+            x = denoised + (sigma[i + 1] / sigma[i]) * (x - denoised)
         return x
 
 
