@@ -88,11 +88,12 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
         fail("--retry-errors goes with --resume")
     nfes = parse_csv(nfe, int, "NFE budget")
     solver_names = select_solvers(solvers) if solvers is not None else None
+    by_selector = solvers is not None and any(item.strip() not in solver_names for item in solvers.split(","))
     config = BenchConfig(model=model, model_options=parse_model_options(model_option), solvers=solver_names,
                          solver_options=parse_solver_options(option, solver_names), nfe=nfes,
                          num_samples=num_samples, seed=seed, batch_size=batch_size, device=device, feature=feature,
                          repeats=repeats, reference=reference, inception=inception, guidance=guidance, labels=labels,
-                         noise=noise)
+                         noise=noise, skip_inapplicable=by_selector)
     problem = None
     try:
         p = plan(config, out, resume=resume, overwrite=overwrite)
@@ -101,6 +102,9 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
     problem = agree(problem, world)  # every rank stops on rank 0's verdict
     if problem:
         fail(problem)
+    if rank == 0:
+        for name, why in p.extra.get("skipped", {}).items():
+            err_console.print(f"[yellow]skipped {name}: {why}")
     if dry_run:
         if rank == 0:
             summary = describe(p)
