@@ -91,3 +91,13 @@ def test_a_corrupt_checkpoint_is_named_without_torch_advice(tmp_path):
                                        "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and str(bad) in result.output, result.output
     assert "weights_only=False" not in result.output
+
+
+@pytest.mark.parametrize("option", ["-o", "-m"])
+def test_hostile_nesting_is_refused_without_exhausting_the_stack(tmp_path, option):
+    """A value nested far past the limit (500 levels) is refused naming the option, not a RecursionError."""
+    value = "[" * 500 + "]" * 500
+    args = ["-o", f"euler.grid={value}", "--solvers", "euler"] if option == "-o" else ["-m", f"process_options={value}"]
+    result = CliRunner().invoke(main, ["bench", *args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "nested more than 4 levels" in result.output and "Recursion" not in result.output

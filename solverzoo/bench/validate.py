@@ -33,11 +33,16 @@ MAX_JSON_DEPTH = 4
 
 
 # ----------------------------------------------------------------------------- option text
-def _depth(value, level: int = 0) -> int:
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
+def _depth(value) -> int:
+    """Levels of list / object nesting of a parsed JSON value, counted breadth-first and no further than
+    one past :data:`MAX_JSON_DEPTH` (so a hostile value cannot exhaust the stack)."""
+    level, frontier = 0, [value]
+    while level <= MAX_JSON_DEPTH:
+        containers = [v for v in frontier if isinstance(v, (dict, list))]
+        if not containers:
+            return level
+        level += 1
+        frontier = [item for c in containers for item in (c.values() if isinstance(c, dict) else c)]
     return level
 
 
@@ -60,7 +65,8 @@ def parse_value(text: str, where: str = "option") -> Any:
     except ValueError as err:  # e.g. an integer beyond Python's digit limit
         raise ValueError(f"{where}: cannot read the value ({err})") from None
     if _depth(value) > MAX_JSON_DEPTH:
-        raise ValueError(f"{where}: nested {_depth(value)} levels deep; at most {MAX_JSON_DEPTH} are allowed")
+        raise ValueError(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep; at most {MAX_JSON_DEPTH} are "
+                         f"allowed")
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
         raise ValueError(f"{where}: {len(str(abs(value)))}-digit integer is out of range")
     return value
