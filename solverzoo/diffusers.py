@@ -21,6 +21,24 @@ diffusers' ``DDPMScheduler``.  The grid is the solver's own (its ``grid`` / ``gr
 count.  Sampling keys of other schedulers (``timestep_spacing``, ``use_karras_sigmas``, ``clip_sample``,
 thresholding, ...) do not apply and are dropped by ``from_config``.
 
+Flow matching.  A ``FlowMatchEulerDiscreteScheduler`` config (``shift``; ``use_dynamic_shifting`` with
+``base_shift``, ``max_shift``, ``base_image_seq_len``, ``max_image_seq_len`` and ``time_shift_type``, the
+resolution-dependent shift whose ``mu`` the pipeline passes to ``set_timesteps`` as diffusers does) is the
+rectified flow x_t = (1 - t) x_0 + t n, :class:`~solverzoo.processes.FlowProcess`, built by
+:func:`~solverzoo.models.adapters.flow_process_from_scheduler` (``prediction_type`` becomes
+``flow_prediction``).  The network predicts the velocity v = n - x_0 (as the FlowMatch schedulers assume)
+and its output becomes D by :func:`~solverzoo.models.adapters.flow_denoised`.  Unless ``solver_options``
+name a grid, the grid is ``flow_shift`` with ``diffusers=True``: the schedule of
+``FlowMatchEulerDiscreteScheduler.set_timesteps`` to the bit, except its first node t = 1 (sigma = inf,
+pure noise, outside the solvers' frame), which is the process's largest time shift(t_max) (a solver
+that ends at sigma_min gets the same shifted grid without the diffusers rounding).  ``t_max`` (default
+1 - 1e-3; 1 - 1e-12 makes the first step diffusers' to ~1e-12) is a config key.  ``timesteps`` are in
+diffusers' units t * num_train_timesteps, and ``set_timesteps(sigmas=...)`` takes diffusers' unshifted
+flow times (the config's shift applied, t = 1 read as t_max, 0 appended), as the Flux pipelines pass them.
+Configs the scheduler cannot reproduce (``shift_terminal``, ``invert_sigmas``, ``stochastic_sampling``,
+Karras / exponential / beta sigmas; other FlowMatch classes; ``use_flow_sigmas`` of the multistep
+schedulers) are refused naming what is supported.
+
 One ``step`` per model call.  ``set_timesteps`` finds the noise levels at which the solver calls its
 model by two dry runs with different stand-in denoisers, samples and noise: they must agree (the
 levels of a fixed-grid solver are computed from its grid alone).  ``timesteps`` lists one entry per
@@ -41,7 +59,10 @@ sample to the network as it is: x_hat_0 = z / s_0 differs from sigma_0 z by the 
 sqrt(1 + 1 / sigma_0^2), 1 + 2e-5 at sigma_max = 157 of the usual 1000-step linear betas), where a
 scheduler in EulerDiscreteScheduler's units (x_hat, ``init_noise_sigma = sigma_max``) starts ~157 times
 too small and feeds the network an unscaled input.  The last ``prev_sample`` is the solver's result in
-data units (s = 1 at sigma = 0).
+data units (s = 1 at sigma = 0).  On the flow process the same convention reads x = x_t = s x_hat with
+s = 1 - t = 1 / (1 + sigma), the sample FlowMatch schedulers and the network see, and
+``init_noise_sigma = s_0 sigma_0 = t_0`` (1 in diffusers, whose first node is t = 1); pipelines that start
+from unscaled noise (SD3, Flux) start at x_hat_0 = z / s_0, a factor 1 / t_0 from sigma_0 z.
 
 Noise.  A stochastic solver draws its noise with diffusers' ``randn_tensor`` from the ``generator``
 given to the ``step`` call that resumes it (the global generator if None).  A list of generators, one
@@ -52,8 +73,8 @@ which the scheduler reproduces ``solverzoo.sample``'s noise paths.
 Refused with a ValueError naming the reason: adaptive solvers (their levels follow the sample),
 solvers whose levels or first model call depend on the sample (heun / euler with ``s_churn > 0`` on the
 first step add noise before their first call), and filters (``pds``, ``tdas``, ``preconditioner=``: they
-are estimated from the model's data).  Flow-matching configs (``FlowMatchEulerDiscreteScheduler``) and
-other schedules without discrete betas are refused by ``from_config`` naming what is supported.
+are estimated from the model's data).  Schedules without discrete betas other than the flow-matching
+ones above (EDM, VE) are refused by ``from_config`` naming what is supported.
 """
 
 from __future__ import annotations
@@ -76,19 +97,28 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
 from .grids import Grid
-from .models.adapters import PREDICTION_TYPES, ddpm_denoised
+from .models.adapters import PREDICTION_TYPES, ddpm_denoised, flow_denoised, flow_process_from_scheduler
 from .models.base import CountingDenoiser, Model
-from .processes import DiscreteVPProcess, Process
-from .solvers import get_solver
+from .processes import DiscreteVPProcess, FlowProcess, Process
+from .sampling import build_solver
 from .solvers.base import SOLVERS, Context, Solver, declared_options
 
-__all__ = ["BETA_SCHEDULES", "SolverzooScheduler", "SolverzooSchedulerOutput"]
+__all__ = ["BETA_SCHEDULES", "FLOW_KEYS", "FLOW_PREDICTION", "FLOW_SCHEDULER", "SolverzooScheduler",
+           "SolverzooSchedulerOutput"]
 
 #: the ``beta_schedule`` values diffusers' DDPMScheduler computes betas for
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "laplace", "sigmoid")
+#: the flow-matching scheduler whose configs are read (its keys other than FLOW_KEYS must be off)
+FLOW_SCHEDULER = "FlowMatchEulerDiscreteScheduler"
+#: the FlowMatchEulerDiscreteScheduler keys the scheduler reproduces
+FLOW_KEYS = ("num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift", "base_image_seq_len",
+             "max_image_seq_len", "time_shift_type")
+#: the prediction_type of a flow-matching scheduler: the velocity v = n - x_0 (diffusers' name for it)
+FLOW_PREDICTION = "flow_prediction"
 _SUPPORTED = ("DDPM-type configs with discrete betas (num_train_timesteps, beta_schedule / trained_betas, "
               "prediction_type epsilon, sample or v_prediction), such as those of "
-              + ", ".join(e.name for e in KarrasDiffusionSchedulers if e.name != "EDMEulerScheduler"))
+              + ", ".join(e.name for e in KarrasDiffusionSchedulers if e.name != "EDMEulerScheduler")
+              + f", and {FLOW_SCHEDULER} configs (velocity prediction; {', '.join(FLOW_KEYS)})")
 _BETA_KEYS = ("beta_schedule", "trained_betas", "beta_start", "beta_end")
 _F64 = torch.float64
 #: the batch the dry runs sample (two rows: a call's sigma must be the same for every row)
@@ -117,21 +147,42 @@ def _ddpm_process(num_train_timesteps: int, beta_start: float, beta_end: float, 
     return DiscreteVPProcess(ddpm.alphas_cumprod.to(_F64))
 
 
-def _check_source(config: Any) -> Tensor | None:
+def _flow_process(config: Mapping, mu: float | None = None, t_max: float | None = None) -> FlowProcess:
+    """The flow process of a FlowMatchEulerDiscreteScheduler-type config (``mu`` for dynamic shifting: a
+    stand-in, the config's ``base_shift``, until ``set_timesteps`` gives the pipeline's)."""
+    if config.get("use_dynamic_shifting") and mu is None:
+        mu = float(config.get("base_shift", 0.5))
+    return flow_process_from_scheduler(dict(config), mu=mu if config.get("use_dynamic_shifting") else None,
+                                       t_max=t_max)
+
+
+def _check_source(config: Any) -> tuple[Tensor | None, bool]:
     """Refuse a config whose schedule this scheduler cannot reproduce, naming what it supports: flow
-    matching (FlowMatch* schedulers, ``use_flow_sigmas``, ``flow_prediction``), and every schedule without
+    matching other than FlowMatchEulerDiscreteScheduler's plain shifted schedule (other FlowMatch classes,
+    its Karras / exponential / beta sigmas, ``shift_terminal``, ``invert_sigmas``, ``stochastic_sampling``;
+    ``use_flow_sigmas`` / ``flow_prediction`` of the multistep schedulers), and every schedule without
     discrete betas (EDM, VE), known by its class (``_class_name``: built, it has no ``alphas_cumprod``) or,
     for a config without one, by keys of another scheduler and no beta keys.  Returns the named diffusers
-    class's ``alphas_cumprod`` (None for other configs), which the built scheduler must reproduce."""
+    class's ``alphas_cumprod`` (None for other configs), which the built scheduler must reproduce, and
+    whether the config is a FlowMatchEulerDiscreteScheduler one."""
     if not isinstance(config, Mapping):
-        return None
+        return None, False
     name = config.get("_class_name") if isinstance(config.get("_class_name"), str) else None
-    if name == SolverzooScheduler.__name__:
-        return None
+    own = set(inspect.signature(SolverzooScheduler.__init__).parameters)
+    if name == SolverzooScheduler.__name__ or (name is None and "solver" in config
+                                                and all(k.startswith("_") or k in own for k in config)):
+        return None, False
+    if name == FLOW_SCHEDULER or (name is None and "shift" in config and not any(k in config for k in _BETA_KEYS)):
+        try:
+            _flow_process(config)  # refuses the sampling options it cannot reproduce
+        except ValueError as err:
+            raise ValueError(f"{name or 'this flow-matching config'}: {err}; SolverzooScheduler samples "
+                             f"{_SUPPORTED}") from None
+        return None, True
     if ((name or "").startswith("FlowMatch") or "shift" in config or config.get("use_flow_sigmas")
-            or config.get("prediction_type") == "flow_prediction"):
+            or config.get("prediction_type") == FLOW_PREDICTION):
         raise ValueError(f"{name or 'this config'} is a flow-matching schedule (x_t = (1 - t) x_0 + t n, velocity "
-                         f"prediction); SolverzooScheduler samples {_SUPPORTED}")
+                         f"prediction) this scheduler does not reproduce; SolverzooScheduler samples {_SUPPORTED}")
     source = getattr(diffusers, name, None) if name else None
     if source is not None:
         try:
@@ -141,14 +192,13 @@ def _check_source(config: Any) -> Tensor | None:
         if getattr(built, "alphas_cumprod", None) is None:
             raise ValueError(f"{name} has no discrete betas (alphas_cumprod); SolverzooScheduler samples "
                              f"{_SUPPORTED}")
-        return torch.as_tensor(built.alphas_cumprod, dtype=_F64)
+        return torch.as_tensor(built.alphas_cumprod, dtype=_F64), False
     elif not any(key in config for key in _BETA_KEYS):
-        own = set(inspect.signature(SolverzooScheduler.__init__).parameters)
         foreign = sorted(k for k in config if not k.startswith("_") and k not in own)
         if foreign:
             raise ValueError(f"this config has no discrete betas ({', '.join(_BETA_KEYS)}) but {', '.join(foreign)}; "
                              f"SolverzooScheduler samples {_SUPPORTED}")
-    return None
+    return None, False
 
 
 # ----------------------------------------------------------------------------- the dry run
@@ -321,20 +371,30 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
             checked as ``solverzoo.get_solver`` checks them.
         num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas: the discrete schedule,
             as in ``DDPMScheduler``.
-        prediction_type: ``epsilon``, ``sample`` or ``v_prediction``.
+        prediction_type: ``epsilon``, ``sample`` or ``v_prediction`` (discrete schedule), or
+            ``flow_prediction``: the rectified flow of the flow keys below with a velocity network (set by
+            ``from_config`` for FlowMatchEulerDiscreteScheduler configs).
         rescale_betas_zero_snr: must be False (zero terminal SNR puts the first level at sigma = inf).
+        shift, use_dynamic_shifting, base_shift, max_shift, base_image_seq_len, max_image_seq_len,
+            time_shift_type: the flow schedule, as in ``FlowMatchEulerDiscreteScheduler`` (flow_prediction only).
+        t_max: the flow process's largest time, the grid's first node before the shift (None: 1 - 1e-3;
+            diffusers starts at t = 1, which 1 - 1e-12 approximates to ~1e-12; flow_prediction only).
     """
 
-    _compatibles: ClassVar[list[str]] = [e.name for e in KarrasDiffusionSchedulers if e.name != "EDMEulerScheduler"]
+    _compatibles: ClassVar[list[str]] = [e.name for e in KarrasDiffusionSchedulers
+                                         if e.name != "EDMEulerScheduler"] + [FLOW_SCHEDULER]
     order = 1  # model calls per step; set per instance from the solver
 
     @register_to_config
     def __init__(self, solver: str = "dpmpp_2m", solver_options: dict | None = None, num_train_timesteps: int = 1000,
                  beta_start: float = 0.0001, beta_end: float = 0.02, beta_schedule: str = "linear",
-                 trained_betas=None, prediction_type: str = "epsilon", rescale_betas_zero_snr: bool = False):
-        if prediction_type not in PREDICTION_TYPES:
+                 trained_betas=None, prediction_type: str = "epsilon", rescale_betas_zero_snr: bool = False,
+                 shift: float = 1.0, use_dynamic_shifting: bool = False, base_shift: float = 0.5,
+                 max_shift: float = 1.15, base_image_seq_len: int = 256, max_image_seq_len: int = 4096,
+                 time_shift_type: str = "exponential", t_max: float | None = None):
+        if prediction_type not in (*PREDICTION_TYPES, FLOW_PREDICTION):
             raise ValueError(f"unsupported prediction_type {prediction_type!r}; choose one of "
-                             f"{', '.join(PREDICTION_TYPES)}")
+                             f"{', '.join(PREDICTION_TYPES)} (discrete schedules) or {FLOW_PREDICTION} (flow matching)")
         if rescale_betas_zero_snr:
             raise ValueError("rescale_betas_zero_snr=True gives zero terminal SNR (sigma = inf at the last timestep), "
                              "which a solver cannot start from; use a config without it")
@@ -342,8 +402,12 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
             raise TypeError(f"solver must be a registered solver name (a string), got {type(solver).__name__}")
         if solver_options is not None and not isinstance(solver_options, Mapping):
             raise TypeError(f"solver_options must be a dict of solver options, got {type(solver_options).__name__}")
-        self.process = _ddpm_process(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
-        self.solver = get_solver(solver, **dict(solver_options or {}))
+        self.flow = prediction_type == FLOW_PREDICTION
+        if self.flow:
+            self.process: Process = _flow_process(self._flow_keys(), t_max=t_max)
+        else:
+            self.process = _ddpm_process(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
+        self.solver = self._build_solver(solver, solver_options)
         probe = self._check_solver(self.solver)
         self.order = self.solver.info.calls_per_step
         self.init_noise_sigma = self._scale(probe.sigmas[0]) * probe.prior_scale  # set again by set_timesteps
@@ -360,6 +424,24 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
         self._step_index: int | None = None
         self._begin_index: int | None = None
 
+    def _flow_keys(self) -> dict:
+        """This config's FlowMatchEulerDiscreteScheduler keys."""
+        return {key: self.config[key] for key in FLOW_KEYS}
+
+    def _build_solver(self, name: str, options: Mapping | None) -> Solver:
+        """The solver of ``name`` and ``options``; on the flow process without a ``grid`` option, on the
+        ``flow_shift`` grid, with ``diffusers=True`` (FlowMatchEulerDiscreteScheduler's nodes) where the solver
+        ends at sigma = 0 as diffusers does."""
+        options = dict(options or {})
+        if not self.flow or "grid" in options:
+            return build_solver(name, options)
+        built = build_solver(name, {**options, "grid": "flow_shift"})
+        if built.final != "zero":
+            return built
+        grid_options = {"diffusers": True, "num_train_timesteps": self.config.num_train_timesteps,
+                        **built.grid_options}
+        return built.with_options(grid_options=grid_options)
+
     def _check_solver(self, solver: Solver) -> _Plan:
         """Refuse a solver the scheduler cannot run (checked on a short grid); its plan there."""
         name = solver.info.name
@@ -375,10 +457,18 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
 
     @classmethod
     def from_config(cls, config=None, return_unused_kwargs: bool = False, **kwargs):
-        """diffusers' ``from_config``, refusing first a config whose schedule has no discrete betas
-        (flow matching, EDM, VE), naming what is supported, and a solver option given as a keyword of its
-        own (diffusers would drop it silently): solver options go in ``solver_options``."""
-        source_alphas_cumprod = _check_source(config)
+        """diffusers' ``from_config``, refusing first a config whose schedule it cannot reproduce (no
+        discrete betas and not FlowMatchEulerDiscreteScheduler's: EDM, VE; flow-matching options it does not
+        reproduce), naming what is supported, and a solver option given as a keyword of its own (diffusers
+        would drop it silently): solver options go in ``solver_options``.  A FlowMatchEulerDiscreteScheduler
+        config gives ``prediction_type='flow_prediction'`` (module docstring)."""
+        source_alphas_cumprod, flow = _check_source(config)
+        if flow:
+            given = kwargs.get("prediction_type", FLOW_PREDICTION)
+            if given != FLOW_PREDICTION:
+                raise ValueError(f"{FLOW_SCHEDULER} configs are velocity networks (prediction_type "
+                                 f"{FLOW_PREDICTION!r}), got prediction_type={given!r}")
+            kwargs["prediction_type"] = FLOW_PREDICTION
         own = set(inspect.signature(cls.__init__).parameters)
         stray = [key for key in kwargs if key not in own]
         if stray:
@@ -398,14 +488,30 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
         return built
 
     # --- schedule -------------------------------------------------------------------------------
-    @staticmethod
-    def _scale(sigma: float | Tensor) -> float | Tensor:
-        """s = 1 / sqrt(1 + sigma^2) = sqrt(abar) at noise level ``sigma`` (a float, or a tensor: then in
-        float64): the network's units are x = s x_hat on the discrete VP process, and the adapter scales the
-        network's input by this formula."""
+    def _scale(self, sigma: float | Tensor) -> float | Tensor:
+        """s at noise level ``sigma`` (a float, or a tensor: then in float64): the network's units are
+        x = s x_hat, s = 1 / sqrt(1 + sigma^2) = sqrt(abar) on the discrete VP process and s = 1 / (1 + sigma)
+        = 1 - t on the flow process; the adapters scale the network's input by these formulas."""
+        if self.flow:
+            return 1 / (1 + (sigma.to(_F64) if torch.is_tensor(sigma) else sigma))
         if not torch.is_tensor(sigma):
             return 1 / (1 + sigma**2) ** 0.5
         return 1 / torch.sqrt(1 + sigma.to(_F64) ** 2)
+
+    def _network_units(self, x_hat: Tensor, sigma: Tensor) -> Tensor:
+        """x = s x_hat at noise levels ``sigma`` (shape (B,)), computed as the adapters compute the network's
+        input: s x_hat on the discrete VP process, x_hat / (1 + sigma) in float64 on the flow process
+        (FlowNetworkModel)."""
+        shape = (-1, *([1] * (x_hat.ndim - 1)))
+        if self.flow:
+            return x_hat.to(_F64) / (1 + sigma.to(device=x_hat.device, dtype=_F64).reshape(shape))
+        return self._scale(sigma).reshape(shape).to(x_hat.device) * x_hat
+
+    @property
+    def _time_scale(self) -> float:
+        """diffusers' timestep per unit of the process's time: num_train_timesteps on the flow process
+        (timestep = 1000 t), 1 on the discrete one (the time is the fractional index)."""
+        return float(self.config.num_train_timesteps) if self.flow else 1.0
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
@@ -425,22 +531,54 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
         self._begin_index = int(begin_index)
 
     def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
-                      sigmas: list[float] | None = None) -> None:
-        """The solver's grid of ``num_inference_steps`` steps (or the explicit ``sigmas``, decreasing, ending at
-        0 or at a positive final level) and one timestep per model call of the solver on it."""
+                      sigmas: list[float] | None = None, mu: float | None = None) -> None:
+        """The solver's grid of ``num_inference_steps`` steps (or the explicit ``sigmas``) and one timestep per
+        model call of the solver on it.  On a discrete schedule ``sigmas`` are EDM noise levels, decreasing,
+        ending at 0 or at a positive final level; on the flow process they are diffusers' unshifted flow times
+        (FlowMatchEulerDiscreteScheduler's ``sigmas``: shifted here, t = 1 read as t_max, 0 appended), and
+        ``mu`` is the resolution-dependent shift a ``use_dynamic_shifting`` config needs (ignored otherwise,
+        as diffusers does)."""
+        if self.flow:
+            return self._set_flow_timesteps(num_inference_steps, device, sigmas, mu)
+        if mu is not None:
+            raise ValueError("mu applies to flow-matching configs with use_dynamic_shifting; this scheduler has a "
+                             "discrete schedule")
         if (num_inference_steps is None) == (sigmas is None):
             raise ValueError("give num_inference_steps or sigmas (exactly one)")
+        self._set_grid(int(num_inference_steps) if sigmas is None else len(sigmas) - 1, device,
+                       None if sigmas is None else [float(s) for s in sigmas])
+
+    def _set_flow_timesteps(self, num_inference_steps: int | None, device, sigmas, mu: float | None) -> None:
+        """set_timesteps on the flow process (FlowMatchEulerDiscreteScheduler's arguments)."""
+        if self.config.use_dynamic_shifting:
+            if mu is None:
+                raise ValueError("this config has use_dynamic_shifting: pass mu to set_timesteps (as diffusers' "
+                                 "pipelines do)")
+            self.process = _flow_process(self._flow_keys(), mu=float(mu), t_max=self.config.t_max)
+        if sigmas is None:
+            if num_inference_steps is None:
+                raise ValueError("give num_inference_steps or sigmas")
+            return self._set_grid(int(num_inference_steps), device, None)
+        u = torch.tensor([float(v) for v in sigmas], dtype=_F64)
+        if num_inference_steps is not None and int(num_inference_steps) != len(u):
+            raise ValueError(f"num_inference_steps={num_inference_steps} but {len(u)} sigmas")
+        if len(u) == 0 or not bool(((u > 0) & (u <= 1)).all()) or not bool((u[1:] < u[:-1]).all()):
+            raise ValueError("flow sigmas are diffusers' unshifted flow times: decreasing, in (0, 1]")
+        t = torch.where(u >= 1, self.process.time_shift(self.process.t_max), self.process.time_shift(u))
+        self._set_grid(len(u), device, [*(t / (1 - t)).tolist(), 0.0])
+
+    def _set_grid(self, num_inference_steps: int, device, sigmas: list[float] | None) -> None:
+        """The solver's grid (of ``num_inference_steps`` steps, or the explicit EDM ``sigmas``) and its timesteps."""
         solver = self.solver
         if sigmas is not None:
-            solver = solver.with_options(grid=[float(s) for s in sigmas])
-            num_inference_steps = len(sigmas) - 1
+            solver = solver.with_options(grid=sigmas)
         grid = solver.make_grid(self.process, int(num_inference_steps))
         plan = _plan(solver, grid, self.process)
         self._stop()
         device = torch.device(device) if device is not None else torch.device("cpu")
         dtype = torch.float32 if device.type == "mps" else _F64
         call_sigmas = torch.tensor(plan.sigmas, dtype=_F64)
-        self.timesteps = self.process.t_of_sigma(call_sigmas).to(device=device, dtype=dtype)
+        self.timesteps = (self._time_scale * self.process.t_of_sigma(call_sigmas)).to(device=device, dtype=dtype)
         self.sigmas = torch.cat([call_sigmas, grid.sigma[-1:]]).to(device=device, dtype=dtype)
         self.grid, self.num_inference_steps, self._plan, self._run_solver = grid, grid.steps, plan, solver
         self.init_noise_sigma = self._scale(plan.sigmas[0]) * plan.prior_scale
@@ -493,7 +631,10 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError("the sample given to step is not the prev_sample of the previous step; the solver keeps "
                              "its own state between model calls, so the sample cannot be changed in the loop")
         run = self._run
-        denoised = ddpm_denoised(self.config.prediction_type, run.x_hat, run.sigma, model_output)
+        if self.flow:
+            denoised = flow_denoised(model_output, run.x_hat, run.sigma, "velocity")
+        else:
+            denoised = ddpm_denoised(self.config.prediction_type, run.x_hat, run.sigma, model_output)
         try:
             run.advance(denoised)
         except BaseException:  # the solver failed (or the wait was interrupted): this sampling run is over
@@ -509,8 +650,7 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
         else:
             if k + 1 == calls:
                 raise RuntimeError(f"solver {self.solver.info.name!r} makes more than its {calls} planned calls")
-            scale = self._scale(run.sigma)  # as the adapter scales the network's input
-            prev = scale.reshape(-1, *([1] * (run.x_hat.ndim - 1))).to(run.x_hat.device) * run.x_hat
+            prev = self._network_units(run.x_hat, run.sigma)
         self._prev_sample = prev.to(sample.dtype)
         out = self._prev_sample
         if not return_dict:
@@ -547,14 +687,21 @@ class SolverzooScheduler(SchedulerMixin, ConfigMixin):
 
     # --- training and image-to-image ------------------------------------------------------------
     def add_noise(self, original_samples: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
-        """x_t = s(t) x_0 + s(t) sigma(t) n = sqrt(abar_t) x_0 + sqrt(1 - abar_t) n at (fractional) timesteps t."""
-        t = torch.as_tensor(timesteps).detach().to("cpu", _F64).reshape(-1)
+        """x_t = s(t) x_0 + s(t) sigma(t) n at diffusers' timesteps: sqrt(abar_t) x_0 + sqrt(1 - abar_t) n at
+        (fractional) indices t, (1 - t) x_0 + t n at flow timesteps 1000 t."""
+        t = torch.as_tensor(timesteps).detach().to("cpu", _F64).reshape(-1) / self._time_scale
         sigma, s = self.process.sigma(t), self.process.s(t)
         shape = (-1, *([1] * (original_samples.ndim - 1)))
         s = s.reshape(shape).to(original_samples.device)
         noise_scale = (s * sigma.reshape(shape).to(original_samples.device))
         out = s * original_samples.to(_F64) + noise_scale * noise.to(_F64)
         return out.to(original_samples.dtype)
+
+    def scale_noise(self, sample: Tensor, timestep: Tensor, noise: Tensor) -> Tensor:
+        """FlowMatchEulerDiscreteScheduler's name for :meth:`add_noise` (image-to-image flow pipelines)."""
+        if not self.flow:
+            raise ValueError("scale_noise is the flow-matching schedulers' add_noise; use add_noise")
+        return self.add_noise(sample, noise, timestep)
 
     def __getstate__(self) -> dict:
         """A copy (deepcopy, pickle) holds no running solver: it samples anew after set_timesteps."""

@@ -2,8 +2,9 @@
 
 A tiny randomly initialised ``UNet2DModel`` in float64 is sampled twice: by diffusers' manual loop
 with the scheduler, and by the zoo's own run of the same solver on the same network through the
-diffusers adapter (``DiffusersEpsModel``), from the same initial noise on the same grid.  The two
-agree to float64 round-off, with one UNet call per timestep."""
+diffusers adapter (``DiffusersEpsModel``; ``FlowNetworkModel`` when the UNet is a flow-matching velocity
+network under a FlowMatchEulerDiscreteScheduler config), from the same initial noise on the same grid.
+The two agree to float64 round-off, with one UNet call per timestep."""
 
 from __future__ import annotations
 
@@ -20,7 +21,12 @@ import solverzoo
 diffusers = pytest.importorskip("diffusers")
 
 from solverzoo.diffusers import SolverzooScheduler, _plan  # noqa: E402
-from solverzoo.models.adapters import DiffusersEpsModel, DiscreteVPProcess  # noqa: E402
+from solverzoo.models.adapters import (  # noqa: E402
+    DiffusersEpsModel,
+    DiscreteVPProcess,
+    FlowNetworkModel,
+    flow_process_from_scheduler,
+)
 from solverzoo.models.base import CountingDenoiser  # noqa: E402
 from solverzoo.noise import PATH, NoiseSource  # noqa: E402
 from solverzoo.solvers import get_solver, list_solvers  # noqa: E402
@@ -310,10 +316,11 @@ def test_bad_solver_names_and_options_name_the_valid_choices():
         SolverzooScheduler.from_config(ddpm_config(), solver="unipc", order=3)
 
 
-def test_flow_matching_and_edm_configs_are_refused_naming_what_is_supported():
-    flow = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config
-    with pytest.raises(ValueError, match="flow-matching.*DDPM-type configs with discrete betas"):
-        SolverzooScheduler.from_config(flow, solver="euler")
+def test_other_flow_matching_and_edm_configs_are_refused_naming_what_is_supported():
+    heun = {**diffusers.FlowMatchHeunDiscreteScheduler(shift=3.0).config,
+            "_class_name": "FlowMatchHeunDiscreteScheduler"}
+    with pytest.raises(ValueError, match="flow-matching.*DDPM-type configs with discrete betas.*FlowMatchEuler"):
+        SolverzooScheduler.from_config(heun, solver="euler")
     with pytest.raises(ValueError, match="no discrete betas.*sigma_data"):
         SolverzooScheduler.from_config(diffusers.EDMEulerScheduler().config)
     flow_dpm = diffusers.DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction").config
@@ -322,14 +329,19 @@ def test_flow_matching_and_edm_configs_are_refused_naming_what_is_supported():
 
 
 def test_configs_saved_by_other_schedulers_are_checked_by_class(tmp_path):
-    """A saved config names its class: a DDPM-type one loads, a flow-matching or EDM one is refused."""
+    """A saved config names its class: a DDPM-type or FlowMatchEulerDiscreteScheduler one loads, another
+    flow-matching one or an EDM one is refused."""
     for scheduler in (diffusers.DPMSolverMultistepScheduler(num_train_timesteps=100, beta_end=0.05),
-                      diffusers.FlowMatchEulerDiscreteScheduler(), diffusers.EDMEulerScheduler()):
+                      diffusers.FlowMatchEulerDiscreteScheduler(shift=2.0), diffusers.FlowMatchHeunDiscreteScheduler(),
+                      diffusers.EDMEulerScheduler()):
         folder = tmp_path / type(scheduler).__name__
         scheduler.save_config(folder)
         if hasattr(scheduler, "alphas_cumprod"):
             loaded = SolverzooScheduler.from_pretrained(folder, solver="heun")
             assert torch.equal(loaded.process.alphas_cumprod, scheduler.alphas_cumprod.to(F64))
+        elif isinstance(scheduler, diffusers.FlowMatchEulerDiscreteScheduler):
+            loaded = SolverzooScheduler.from_pretrained(folder, solver="heun")
+            assert loaded.process.name == "flow" and loaded.process.shift == 2.0
         else:
             with pytest.raises(ValueError, match="flow-matching|has no discrete betas"):
                 SolverzooScheduler.from_pretrained(folder)
@@ -401,3 +413,129 @@ def test_abandoned_loops_leave_no_thread_behind(unet64):
 def test_import_solverzoo_does_not_import_diffusers():
     code = "import sys, solverzoo; assert 'diffusers' not in sys.modules, 'diffusers imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------- flow matching
+#: the flow process's largest time standing in for diffusers' t = 1 (as in tests/test_flow.py)
+FLOW_T_MAX = 1 - 1e-12
+#: FlowMatchEulerDiscreteScheduler configs: a fixed shift, and the resolution-dependent shift with its mu
+FLOW_CASES = [({"shift": 3.0}, None), ({"use_dynamic_shifting": True}, 0.8)]
+
+
+def flow_config(**options):
+    return diffusers.FlowMatchEulerDiscreteScheduler(**options).config
+
+
+def flow_scheduler(config, solver: str, mu=None, steps: int = 5, t_max=FLOW_T_MAX, **options) -> SolverzooScheduler:
+    scheduler = SolverzooScheduler.from_config(config, solver=solver, solver_options=options, t_max=t_max)
+    scheduler.set_timesteps(steps, mu=mu)
+    return scheduler
+
+
+@pytest.mark.parametrize("options,mu", FLOW_CASES)
+def test_flow_euler_loop_equals_flow_match_euler_loop(unet64, options, mu):
+    """SolverzooScheduler(euler) in diffusers' loop = the loop of FlowMatchEulerDiscreteScheduler's schedule
+    (x <- x + (t_{i+1} - t_i) v from x = n, the UNet at 1000 t_i) in float64, to 1e-10: the grid is
+    diffusers' to the bit but for the first node t = 1, which t_max = 1 - 1e-12 stands in for.  diffusers'
+    own step (float32 arithmetic) agrees to float32 rounding."""
+    steps = 6
+    config = flow_config(**options)
+    ours = flow_scheduler(config, "euler", mu, steps)
+    reference = diffusers.FlowMatchEulerDiscreteScheduler.from_config(config)
+    reference.set_timesteps(steps, mu=mu)
+    t = reference.sigmas.to(F64)
+    assert len(ours.timesteps) == len(reference.timesteps) == steps
+    assert float(ours.timesteps[0]) == pytest.approx(1000.0, abs=1e-8)
+    torch.testing.assert_close(ours.timesteps[1:], 1000 * t[1:-1], rtol=1e-14, atol=0)
+    z = initial_noise()
+    x, calls = diffusers_loop(unet64, ours, z)
+    assert calls == steps
+    ref, ref32 = z.clone(), z.clone()
+    with torch.no_grad():
+        for i, timestep in enumerate(reference.timesteps):
+            ref = ref + (t[i + 1] - t[i]) * unet64(ref, 1000 * t[i]).sample
+            ref32 = reference.step(unet64(ref32, timestep).sample, timestep, ref32).prev_sample
+    diff = float((x - ref).abs().max())
+    assert diff < TOL, f"max difference {diff:.3g}"
+    assert float((ref32 - ref).abs().max()) < 1e-4
+
+
+def flow_adapted(unet: torch.nn.Module, config, mu=None, t_max=None) -> FlowNetworkModel:
+    """The network as a solverzoo model through the flow adapter (velocity, timestep 1000 t)."""
+    process = flow_process_from_scheduler(dict(config), mu=mu, t_max=t_max)
+    return FlowNetworkModel(unet, process, SHAPE, prediction="velocity",
+                            time_scale=float(config["num_train_timesteps"]))
+
+
+@pytest.mark.parametrize("options,mu", FLOW_CASES)
+@pytest.mark.parametrize("solver", ["euler", "heun", "dpmpp_2m", "unipc", "euler_ancestral"])
+def test_flow_loop_equals_zoo_sampling_with_one_unet_call_per_timestep(unet64, solver, options, mu):
+    """On the flow process's default range (t_max = 1 - 1e-3: heun's trapezoid across the first step from
+    sigma ~ 3000 is ill-conditioned enough nearer t = 1 that round-off in the initial sample shows)."""
+    config = flow_config(**options)
+    scheduler = flow_scheduler(config, solver, mu, steps=4, t_max=None)
+    z = initial_noise()
+    ours, calls = diffusers_loop(unet64, scheduler, z, generator=path_generators(SEED))
+    model = flow_adapted(unet64.unet, config, mu)
+    assert model.process.describe() == scheduler.process.describe()
+    ref, nfe = zoo_run(model, solver, scheduler.grid.sigma.tolist(), z, seed=SEED)
+    assert calls == len(scheduler.timesteps) == nfe
+    diff = float((ours - ref).abs().max())
+    assert diff < TOL, f"{solver}: max difference {diff:.3g}"
+
+
+def test_flow_timesteps_sigmas_and_add_noise_are_diffusers():
+    """timesteps are 1000 t; set_timesteps(sigmas=...) takes diffusers' unshifted flow times (as the Flux
+    pipelines pass them); add_noise / scale_noise give (1 - t) x_0 + t n."""
+    config = flow_config(shift=3.0)
+    ours = flow_scheduler(config, "dpmpp_2m")
+    reference = diffusers.FlowMatchEulerDiscreteScheduler.from_config(config)
+    flux_sigmas = [1.0, 0.75, 0.5, 0.25]
+    ours.set_timesteps(sigmas=flux_sigmas)
+    reference.set_timesteps(sigmas=flux_sigmas)
+    torch.testing.assert_close(ours.timesteps[1:], reference.timesteps[1:].to(F64), rtol=1e-6, atol=0)
+    assert float(ours.timesteps[0]) == pytest.approx(1000.0, abs=1e-8) and ours.num_inference_steps == 4
+    assert float(ours.sigmas[-1]) == 0.0
+    gen = torch.Generator().manual_seed(4)
+    x0, n = (torch.randn((BATCH, *SHAPE), generator=gen, dtype=F64) for _ in range(2))
+    t = torch.tensor([250.0, 900.0], dtype=F64)
+    expected = (1 - t / 1000).reshape(-1, 1, 1, 1) * x0 + (t / 1000).reshape(-1, 1, 1, 1) * n
+    torch.testing.assert_close(ours.add_noise(x0, n, t), expected, rtol=0, atol=1e-14)
+    on_schedule = reference.timesteps[1:3]  # diffusers' scale_noise looks its timesteps up in its schedule
+    torch.testing.assert_close(ours.scale_noise(x0, on_schedule, n), reference.scale_noise(x0, on_schedule, n),
+                               rtol=0, atol=1e-6)  # diffusers' float32 sigmas
+
+
+def test_flow_config_round_trip_keeps_the_flow_schedule(tmp_path, unet64):
+    config = flow_config(use_dynamic_shifting=True, time_shift_type="linear", base_shift=0.4)
+    scheduler = SolverzooScheduler.from_config(config, solver="unipc", solver_options={"order": 3},
+                                               t_max=FLOW_T_MAX)
+    scheduler.save_config(tmp_path)
+    loaded = SolverzooScheduler.from_pretrained(tmp_path)
+    assert loaded.config.prediction_type == "flow_prediction" and loaded.config.use_dynamic_shifting
+    assert loaded.config.time_shift_type == "linear" and loaded.config.t_max == FLOW_T_MAX
+    assert loaded.solver.options() == scheduler.solver.options()
+    assert SolverzooScheduler.from_config(scheduler.config).config == scheduler.config
+    z = initial_noise()
+    runs = []
+    for s in (scheduler, loaded):
+        s.set_timesteps(4, mu=1.2)
+        assert s.process.describe()["mu"] == 1.2
+        runs.append(diffusers_loop(unet64, s, z)[0])
+    assert torch.equal(*runs)
+    # and back: FlowMatchEulerDiscreteScheduler reads the same schedule from this config
+    back = diffusers.FlowMatchEulerDiscreteScheduler.from_config(loaded.config)
+    assert back.config.time_shift_type == "linear" and back.config.base_shift == 0.4
+    assert "FlowMatchEulerDiscreteScheduler" in [c.__name__ for c in loaded.compatibles]
+
+
+def test_flow_configs_it_cannot_reproduce_are_refused():
+    with pytest.raises(ValueError, match="use_dynamic_shifting: pass mu"):
+        SolverzooScheduler.from_config(flow_config(use_dynamic_shifting=True)).set_timesteps(4)
+    for bad in ({"shift_terminal": 0.1}, {"stochastic_sampling": True}, {"invert_sigmas": True}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))}.*FlowMatchEulerDiscreteScheduler configs"):
+            SolverzooScheduler.from_config(flow_config(**bad))
+    with pytest.raises(ValueError, match="velocity"):
+        SolverzooScheduler.from_config(flow_config(), prediction_type="epsilon")
+    with pytest.raises(ValueError, match="mu applies to flow-matching"):
+        SolverzooScheduler.from_config(ddpm_config()).set_timesteps(4, mu=0.5)
