@@ -17,8 +17,8 @@ one step, or a grid that is not strictly decreasing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -178,7 +178,8 @@ def vp(process: Process, steps: int, final: str = "zero", beta_d: float = 19.9, 
     sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) (Song et al. 2021), whatever the model's
     process; on the default VP process this is its ``uniform_t`` grid."""
     if not (beta_d > 0 and beta_min >= 0 and 0 < eps_s < 1):
-        raise ValueError(f"vp grid needs beta_d > 0, beta_min >= 0 and 0 < eps_s < 1; got {beta_d}, {beta_min}, {eps_s}")
+        raise ValueError(f"vp grid needs beta_d > 0, beta_min >= 0 and 0 < eps_s < 1; "
+                         f"got {beta_d}, {beta_min}, {eps_s}")
     t = _spaced(_nodes(steps, final), 1.0, float(eps_s))
     return _finish(process, torch.sqrt(torch.expm1(beta_d * t**2 / 2 + beta_min * t)), final, "vp")
 

@@ -15,7 +15,7 @@ tensors (schedules are computed once per run on the CPU, in double precision).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -376,7 +376,7 @@ class DiscreteVPProcess(Process):
         self.sigma_min, self.sigma_max = float(self.sigmas[0]), float(self.sigmas[-1])
 
     @classmethod
-    def from_betas(cls, betas) -> "DiscreteVPProcess":
+    def from_betas(cls, betas) -> DiscreteVPProcess:
         betas = torch.as_tensor(betas, dtype=torch.float64)
         return cls(torch.cumprod(1 - betas, 0))
 

@@ -160,7 +160,8 @@ def test_unipc_order_3_is_bounded_by_its_start(options):
 
 
 @pytest.mark.parametrize("options,order", [({}, 2), ({"corrector_order": 0}, 2),
-                                           ({"order": 3, "corrector_order": 4}, 3), ({"order": 3, "corrector_order": 3}, 3)])
+                                           ({"order": 3, "corrector_order": 4}, 3),
+                                           ({"order": 3, "corrector_order": 3}, 3)])
 def test_sa_solver_ode_orders(options, order):
     """SA-Solver at eta = 0 (its ODE): the declared order holds (measured 2.23, 2.05, 3.15, 3.19)."""
     options = {"eta": 0.0, "lower_order_final": False, **options}

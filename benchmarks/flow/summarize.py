@@ -86,7 +86,8 @@ def pair_table(a_name: str, a: dict, b_name: str, b: dict) -> list[str]:
 def main() -> None:
     runs = sorted(p.name for p in HERE.iterdir() if (p / "results.json").is_file())
     out = ["# benchmarks/flow tables", "",
-           "Made by `python benchmarks/flow/summarize.py` from results/<run>/results.json.", "", "## Rank agreement", ""]
+           "Made by `python benchmarks/flow/summarize.py` from results/<run>/results.json.", "",
+           "## Rank agreement", ""]
     for a, b in PAIRS:
         ra, rb = load(a), load(b)
         if ra is not None and rb is not None:

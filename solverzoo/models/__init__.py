@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..processes import Process, get_process
+from ..registry import Registry
 from .base import AnalyticModel, CountingDenoiser, Model
 from .gmm_2d import GMM2D
-from ..registry import Registry
 from .gmm_image import GMMImage
 
 __all__ = [
@@ -43,7 +43,8 @@ def _gmm_image(
     only its sigma range.  ``resolution`` sets height = width."""
     height = height if height is not None else (resolution if resolution is not None else 32)
     width = width if width is not None else (resolution if resolution is not None else height)
-    return GMMImage(channels=channels, height=height, width=width, process=_process(process, process_options), **options)
+    return GMMImage(channels=channels, height=height, width=width, process=_process(process, process_options),
+                    **options)
 
 
 def _gmm_2d(process: str | Process = "edm", process_options: dict | None = None, **options) -> GMM2D:

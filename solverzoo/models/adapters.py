@@ -431,7 +431,8 @@ def _import_target(module: str, attr: str):
         try:
             spec.loader.exec_module(mod)
         except Exception as err:
-            raise ValueError(f"--model {module}:{attr}: importing {module} failed ({type(err).__name__}: {err})") from None
+            raise ValueError(f"--model {module}:{attr}: importing {module} failed "
+                             f"({type(err).__name__}: {err})") from None
     else:
         try:
             mod = importlib.import_module(module)

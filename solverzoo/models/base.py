@@ -17,7 +17,7 @@ conditional or guided model (solverzoo.models.guidance) unchanged.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -54,7 +54,7 @@ class Model:
         sigma_b = _bcast(sigma, x_hat)
         return (x_hat - self.denoise(x_hat, sigma)) / sigma_b
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Model":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Model:
         return self
 
     @property

@@ -9,8 +9,8 @@ rebuilds them with :func:`train_digits_classifier`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

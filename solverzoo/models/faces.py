@@ -58,21 +58,21 @@ def face_means(channels: int, height: int, width: int, num_components: int, seed
     out = np.empty((num_components, 3, height, width))
     for k in range(num_components):
         rng = np.random.default_rng([int(seed), 7919, k])
-        j = lambda s: rng.uniform(-s, s)  # noqa: E731
+        j = rng.uniform  # j(-s, s): a jitter of at most s
         # background: a muted colour with a vertical gradient
         bg = rng.uniform(0.15, 0.85, size=3)
         bg = 0.6 * bg + 0.4 * bg.mean()
-        img = bg[:, None, None] * (1.0 + 0.25 * j(1.0) * v[None])
+        img = bg[:, None, None] * (1.0 + 0.25 * j(-1.0, 1.0) * v[None])
         # head geometry
-        cu, cv = j(0.06), 0.02 + j(0.06)
-        a, b = 0.46 * (1 + j(0.08)), 0.60 * (1 + j(0.06))
+        cu, cv = j(-0.06, 0.06), 0.02 + j(-0.06, 0.06)
+        a, b = 0.46 * (1 + j(-0.08, 0.08)), 0.60 * (1 + j(-0.06, 0.06))
         # neck, then clothing / shoulders
         skin = np.clip(_SKIN_LIGHT + rng.uniform(0, 1) * (_SKIN_DARK - _SKIN_LIGHT) + rng.normal(0, 0.02, size=3), 0, 1)
         neck_sdf = np.maximum(np.abs(u - cu) - 0.2 * a / 0.46, -(v - cv - 0.3))
         m = _soft_mask(neck_sdf, soft)
         _paint(img, (0.8 * skin)[:, None, None], m)
         cloth = rng.uniform(0.05, 0.9, size=3)
-        m = _soft_mask(_ellipse_sdf(u, v, cu, 1.3, 0.9 + j(0.08), 0.5), soft)
+        m = _soft_mask(_ellipse_sdf(u, v, cu, 1.3, 0.9 + j(-0.08, 0.08), 0.5), soft)
         _paint(img, cloth[:, None, None], m)
         # hair behind and around the head
         hair = np.clip(_HAIR[rng.integers(len(_HAIR))] + rng.normal(0, 0.03, size=3), 0, 1)
@@ -86,13 +86,14 @@ def face_means(channels: int, height: int, width: int, num_components: int, seed
         m = _soft_mask(_ellipse_sdf(u, v, cu, cv, a, b), soft)
         _paint(img, skin[:, None, None] * shade[None], m)
         # fringe: hair over the top of the face, above a wavy hairline
-        hairline = cv - b * (0.45 + j(0.12)) + 0.04 * np.sin(6 * (u - cu) / a + j(3.0))
+        hairline = cv - b * (0.45 + j(-0.12, 0.12)) + 0.04 * np.sin(6 * (u - cu) / a + j(-3.0, 3.0))
         m = _soft_mask(_ellipse_sdf(u, v, cu, cv - 0.06, a * 1.14, b * 1.02), soft)
         m = m * _soft_mask(v - hairline, soft)
         _paint(img, hair[:, None, None], m)
         # eyes: sclera, iris, brows
-        eye_dx, eye_v = a * (0.40 + j(0.05)), cv - b * (0.08 + j(0.04))
-        iris = np.clip(rng.choice([[0.25, 0.15, 0.08], [0.2, 0.35, 0.55], [0.25, 0.4, 0.25]]) + rng.normal(0, 0.03, 3), 0, 1)
+        eye_dx, eye_v = a * (0.40 + j(-0.05, 0.05)), cv - b * (0.08 + j(-0.04, 0.04))
+        iris_colours = [[0.25, 0.15, 0.08], [0.2, 0.35, 0.55], [0.25, 0.4, 0.25]]
+        iris = np.clip(rng.choice(iris_colours) + rng.normal(0, 0.03, 3), 0, 1)
         for side in (-1.0, 1.0):
             eu = cu + side * eye_dx
             m = _soft_mask(_ellipse_sdf(u, v, eu, eye_v, a * 0.2, b * 0.07), soft)
@@ -107,8 +108,8 @@ def face_means(channels: int, height: int, width: int, num_components: int, seed
         m = 0.6 * _soft_mask(_ellipse_sdf(u, v, cu + 0.02, cv + b * 0.22, a * 0.07, b * 0.12), soft)
         _paint(img, (0.8 * skin)[:, None, None], m)
         lips = 0.5 * skin + 0.5 * np.array([0.75, 0.25, 0.28]) + rng.normal(0, 0.03, 3)
-        mw, mh = a * (0.32 + j(0.08)), b * (0.06 + j(0.02))
-        m = _soft_mask(_ellipse_sdf(u, v, cu, cv + b * (0.5 + j(0.05)), mw, mh), soft)
+        mw, mh = a * (0.32 + j(-0.08, 0.08)), b * (0.06 + j(-0.02, 0.02))
+        m = _soft_mask(_ellipse_sdf(u, v, cu, cv + b * (0.5 + j(-0.05, 0.05)), mw, mh), soft)
         _paint(img, np.clip(lips, 0, 1)[:, None, None], m)
         out[k] = np.clip(img, 0.0, 1.0)
     out = torch.from_numpy(out * 2.0 - 1.0)

@@ -9,7 +9,7 @@ convergence-order tests: for x_hat = x0 + sigma n with x0 ~ N(mu, v),
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -111,9 +111,10 @@ class GMM2D(AnalyticModel):
         return self._key
 
     def describe(self) -> dict:
-        return {**super().describe(), "layout": self.layout, "num_components": self.num_components, "key": self._key[:12]}
+        return {**super().describe(), "layout": self.layout, "num_components": self.num_components,
+                "key": self._key[:12]}
 
-    def to(self, device, dtype=None) -> "GMM2D":
+    def to(self, device, dtype=None) -> GMM2D:
         self.device = torch.device(device)
         self.dtype = dtype or self.dtype
         return self

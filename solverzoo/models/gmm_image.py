@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -293,7 +293,7 @@ class GMMImage(AnalyticModel):
         return f"GMMImage({C}x{H}x{W}, K={self.num_components}, process={self.process.name})"
 
     # ------------------------------------------------------------------ device handling
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "GMMImage":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> GMMImage:
         self.device = torch.device(device)
         if dtype is not None:
             self.dtype = dtype
@@ -364,7 +364,8 @@ class GMMImage(AnalyticModel):
     def _logits_and_parts(self, x_hat: Tensor, sigma: Tensor):
         """Front half of the denoiser: X = F U x_hat and the component logits."""
         if tuple(x_hat.shape[1:]) != self.shape:
-            raise ValueError(f"expected images of shape (B, {', '.join(map(str, self.shape))}), got {tuple(x_hat.shape)}")
+            raise ValueError(f"expected images of shape (B, {', '.join(map(str, self.shape))}), "
+                             f"got {tuple(x_hat.shape)}")
         B = x_hat.shape[0]
         buf = self._buffers(x_hat.device, x_hat.dtype)
         sigma = torch.as_tensor(sigma, dtype=x_hat.dtype, device=x_hat.device).reshape(-1)
@@ -379,7 +380,8 @@ class GMMImage(AnalyticModel):
         s2 = (sigma[:1] if shared else sigma)[:, None] ** 2  # (1 or B, 1)
         inv = 1.0 / (lam + s2)  # 1 / (lam + sigma^2), (1 or B, dh)
         if shared and B >= self.num_components:  # scale the K columns instead of the B rows
-            logits = Xv.reshape(B, -1) @ (buf["cross"].view(-1, 2, self.num_components) * inv[0, :, None, None]).view(-1, self.num_components)
+            K = self.num_components
+            logits = Xv.reshape(B, -1) @ (buf["cross"].view(-1, 2, K) * inv[0, :, None, None]).view(-1, K)
         else:
             logits = (Xv * inv[:, :, None]).reshape(B, -1) @ buf["cross"]
         logits = logits - inv @ buf["quad"] + buf["logw"]
@@ -530,7 +532,7 @@ class GMMImage(AnalyticModel):
         colour: bool = True,
         batch_size: int = 1024,
         dtype: torch.dtype = torch.float32,
-    ) -> "GMMImage":
+    ) -> GMMImage:
         """Fit the surrogate to real images ``(N, C, H, W)`` in [-1, 1].
 
         Means by k-means (:func:`solverzoo.models.gmm_fit.kmeans`: k-means++ seeding from ``seed``,

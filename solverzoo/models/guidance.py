@@ -30,7 +30,7 @@ drawn from a generator seeded by ``(S, i)`` -- the same at any batch size, batch
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -77,7 +77,7 @@ class GuidedModel(Model):
             raise AttributeError(name)
         return getattr(self.model, name)
 
-    def to(self, device, dtype=None) -> "GuidedModel":
+    def to(self, device, dtype=None) -> GuidedModel:
         self.model = self.model.to(device, dtype)
         return self
 

@@ -88,7 +88,8 @@ class DenoiserModel(Model):
     def __init__(self, net, process: str | Process, shape, name: str = "denoiser", data: str | None = None,
                  default_feature: str | None = None, meta: dict | None = None):
         if not callable(net):
-            raise ValueError(f"model {name!r}: the denoiser must be callable as net(x, sigma), got {type(net).__name__}")
+            raise ValueError(f"model {name!r}: the denoiser must be callable as net(x, sigma), "
+                             f"got {type(net).__name__}")
         self.net = net
         self.process = get_process(process) if isinstance(process, str) else process
         self.shape = tuple(int(n) for n in shape)
@@ -113,7 +114,7 @@ class DenoiserModel(Model):
                 return p.dtype
         return None
 
-    def to(self, device, dtype=None) -> "DenoiserModel":
+    def to(self, device, dtype=None) -> DenoiserModel:
         if isinstance(self.net, (nn.Module, torch.jit.ScriptModule)):
             self.net.to(device)
         return self
@@ -248,7 +249,8 @@ def load_torchscript(path: str | Path, name: str | None = None, shape=None, proc
     if process is None:
         p = info.get("process")
         if p is None:
-            raise ValueError(f"{path}: a TorchScript file without solverzoo metadata; give the process (-m process=edm)")
+            raise ValueError(f"{path}: a TorchScript file without solverzoo metadata; "
+                             f"give the process (-m process=edm)")
         proc = get_process(p["name"], **(p.get("options") or {}))
     else:
         proc = get_process(process, **(process_options or {}))
