@@ -28,6 +28,10 @@ if [[ $STAGE == all || $STAGE == gmm ]]; then
   $BENCH --model gmm-image -m process=flow -m 'process_options={"shift": 3.0}' -o grid=flow_shift \
       --num-samples "$GMM_SAMPLES" --out "$OUT/gmm_flow_shift3"
 fi
+if [[ $STAGE == all || $STAGE == gmm_all ]]; then
+  # every registered solver on flow ('all' skips fdm, which samples FDM-trained models only)
+  $BENCH --model gmm-image -m process=flow --solvers all --num-samples "$GMM_SAMPLES" --out "$OUT/gmm_flow_all"
+fi
 if [[ $STAGE == all || $STAGE == gmm80 ]]; then
   # flow with EDM's sigma range (t_max = 80/81: sigma_max = 80): separates the range from the frame
   $BENCH --model gmm-image -m process=flow -m 'process_options={"t_min": 0.001996007984031936, "t_max": 0.9876543209876543}' \
