@@ -15,43 +15,20 @@ import math
 
 import pytest
 import torch
+from noise_doubles import Counter, Impulse, ctx_for
 
-from solverzoo.grids import from_sigmas
-from solverzoo.models.base import CountingDenoiser
 from solverzoo.models.gaussian import GaussianModel
 from solverzoo.noise import INIT, PATH, NoiseSource
 from solverzoo.processes import get_process
 from solverzoo.solvers import get_solver
-from solverzoo.solvers.base import Context
 
 D64 = torch.float64
 VAR = 0.25
 GAUSS = GaussianModel(shape=(1,), mean=0.0, var=VAR)
 
 
-class Counter:
-    """Counts the draws a run makes (and hands out zeros)."""
-
-    def __init__(self):
-        self.n = 0
-
-    def randn_like(self, x):
-        self.n += 1
-        return torch.zeros_like(x)
 
 
-class Impulse:
-    """Draw j (1-based) is 1 on batch row j and 0 elsewhere: by linearity, row j of the output is
-    the coefficient of draw j."""
-
-    def __init__(self):
-        self.j = 0
-
-    def randn_like(self, x):
-        self.j += 1
-        z = torch.zeros_like(x)
-        z[self.j] = 1
-        return z
 
 
 class PointMass:
@@ -66,9 +43,6 @@ class PointMass:
     def denoise(self, x, sigma):
         return torch.zeros_like(x)
 
-
-def ctx_for(model, sigmas, noise):
-    return Context(CountingDenoiser(model), from_sigmas(model.process, sigmas), noise)
 
 
 def linear_coefficients(solver, model, sigmas) -> tuple[float, list[float]]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 import torch
+from noise_doubles import Counter, Impulse, Scripted, ctx_for
 
 import solverzoo
 from solverzoo.grids import from_sigmas
@@ -29,42 +30,11 @@ STAGES = {"seeds1": [], "seeds2": [0.5], "seeds3": [1 / 3, 2 / 3]}
 # --------------------------------------------------------------------------- helpers
 
 
-class Scripted:
-    """A noise source that hands out given draws in order (stands in for ctx.noise)."""
-
-    def __init__(self, draws):
-        self.draws, self.i = list(draws), 0
-
-    def randn_like(self, x):
-        d = self.draws[self.i]
-        self.i += 1
-        return d
 
 
-class Counter:
-    def __init__(self):
-        self.n = 0
-
-    def randn_like(self, x):
-        self.n += 1
-        return torch.zeros_like(x)
 
 
-class Impulse:
-    """Draw j is 1 on batch row j + 1 and 0 elsewhere (for exact moments by linearity)."""
 
-    def __init__(self):
-        self.j = 0
-
-    def randn_like(self, x):
-        self.j += 1
-        z = torch.zeros_like(x)
-        z[self.j] = 1
-        return z
-
-
-def ctx_for(model, sigmas, noise):
-    return Context(CountingDenoiser(model), from_sigmas(model.process, sigmas), noise)
 
 
 def geometric(smax, smin, n):
