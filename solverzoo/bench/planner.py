@@ -11,6 +11,7 @@ is written.  :func:`solverzoo.bench.sweep.run_plan` runs it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,13 +150,15 @@ def _previous(out: Path, record: dict) -> dict | None:
 
 
 def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
-         model: Model | None = None) -> Plan:
+         model: Model | None = None, progress: Callable[[str, int, int], None] | None = None) -> Plan:
     """Check ``config`` and build what the sweep needs, before any work (see the module docstring).
 
     ``out``: the results folder (checked: a usable path; without ``resume`` / ``overwrite`` it must not
     hold results; with ``resume`` its results must have the same schema and configuration).
-    ``model``: the model ``config.model`` names, when the caller has built it.  Every problem is a
-    ``ValueError`` naming the option and the valid choices."""
+    ``model``: the model ``config.model`` names, when the caller has built it.  ``progress(stage, done,
+    total)``: told how the scorers' fixed costs advance (a learned model's reference statistics and
+    oracle floors, read from the disk cache after the first run).  Every problem is a ``ValueError``
+    naming the option and the valid choices."""
     if not isinstance(config, BenchConfig):
         raise ValueError(f"plan() takes a BenchConfig, got {type(config).__name__}")
     if resume and overwrite:
@@ -203,7 +206,8 @@ def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = F
     previous = _previous(out, record) if resume and out is not None else None
     n = config.num_samples
     scorers = [make_scorer(model, feature, n, config.seed, r, reference=config.reference,
-                           inception=config.inception, device=device) for r in range(config.repeats)]
+                           inception=config.inception, device=device, progress=progress)
+               for r in range(config.repeats)]
     return Plan(config=config, model=model, device=device, solvers=solvers, scorers=scorers, record=record,
                 conditioning=None if conditioning is None else conditioning.describe(), out=out, resume=resume,
                 overwrite=overwrite, previous=previous)

@@ -22,6 +22,7 @@ from .common import (
     parse_solver_options,
     print_table,
     progress_bar,
+    stage_progress,
     usage_errors,
 )
 from .distributed import agree, init_distributed
@@ -89,7 +90,8 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
                          noise=noise)
     problem = None
     try:
-        p = plan(config, out, resume=resume, overwrite=overwrite)
+        with progress_bar(disable=rank != 0) as fixed:  # a learned model's reference: bars on the first run only
+            p = plan(config, out, resume=resume, overwrite=overwrite, progress=stage_progress(fixed))
     except ValueError as err:
         problem = str(err)
     problem = agree(problem, world)  # every rank stops on rank 0's verdict

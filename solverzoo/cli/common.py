@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 
@@ -92,6 +93,19 @@ def progress_bar(disable: bool = False) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
                     disable=disable)
+
+
+def stage_progress(progress: Progress) -> Callable[[str, int, int], None]:
+    """A ``progress(stage, done, total)`` callback drawing one bar per stage on ``progress`` (the fixed
+    costs of a command: reference statistics, oracle floors)."""
+    tasks: dict[str, object] = {}
+
+    def advance(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return advance
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
