@@ -21,7 +21,7 @@ import torch
 from ..metrics.evaluate import PRIMARY_ANALYTIC, WHITENED, Scorer, make_scorer
 from ..models.base import AnalyticModel, Model
 from ..models.guidance import condition
-from ..noise import NOISE_KINDS
+from ..noise import NOISE_CHOICES, resolve_noise
 from ..preconditioners.build import FilterSpec
 from ..sampling import build_solver
 from ..solvers import SOLVERS, Solver, list_solvers
@@ -168,12 +168,13 @@ def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = F
     _check_number(config.batch_size, "--batch-size", 1)
     _check_number(config.repeats, "--repeats", 1)
     check_seed(config.seed)
-    if config.noise not in NOISE_KINDS:
-        raise ValueError(f"--noise {config.noise!r}: choose one of {', '.join(NOISE_KINDS)}")
+    if config.noise not in NOISE_CHOICES:
+        raise ValueError(f"--noise {config.noise!r}: choose one of {', '.join(NOISE_CHOICES)}")
     if not isinstance(config.solver_options, dict) or not all(isinstance(v, dict)
                                                               for v in config.solver_options.values()):
         raise ValueError("solver_options must map solver names to option dicts")
     device = check_device(config.device)
+    config = replace(config, noise=resolve_noise(config.noise, device))  # auto: philox on CUDA, else cpu
     if out is not None:
         out = check_out_path(out)
         if world_info()[0] == 0:

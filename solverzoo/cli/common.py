@@ -244,5 +244,6 @@ def guidance_options(fn):
 
 #: ``--noise cpu|philox`` (per-sample noise streams), shared by ``sample`` and ``bench``
 noise_option = click.option(
-    "--noise", type=click.Choice(["cpu", "philox"]), default="cpu", show_default=True,
-    help="Per-sample noise: CPU generators (reproduces earlier results) or Philox on the device.")
+    "--noise", type=click.Choice(["auto", "cpu", "philox"]), default="auto", show_default=True,
+    help="Per-sample noise: CPU generators (reproduces earlier results), Philox on the device, or auto: "
+         "philox on CUDA, cpu elsewhere.")
