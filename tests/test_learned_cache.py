@@ -118,3 +118,39 @@ def test_the_bench_plan_reuses_the_cache(cache, monkeypatch):
     assert stages == [("fd_pool4 reference (cached)", 1, 1)]
     assert first.scorers[0].oracle_floor == second.scorers[0].oracle_floor
     assert first.scorers[0].note == second.scorers[0].note
+
+
+def test_weights_key_names_the_network_parameters():
+    from solverzoo.metrics.caching import weights_key
+    from solverzoo.models import get_model
+
+    a, b = get_model("digits-unet"), get_model("digits-unet")
+    assert weights_key(a) == weights_key(b) is not None
+    with torch.no_grad():
+        next(b.net.parameters()).view(-1)[0] += 1e-3
+    assert weights_key(a) != weights_key(b)
+    assert weights_key(SimpleNamespace(net=lambda x, s: x)) is None  # a plain function: nothing to key by
+
+
+def test_the_pathwise_reference_is_solved_once(cache, monkeypatch):
+    import solverzoo.bench.sweep as sweep
+
+    p = plan(BenchConfig(model="gmm-2d", solvers=["euler"], nfe=[4], num_samples=20, batch_size=5))
+    stages = []
+    first = sweep.pathwise_reference(p, 10, lambda *a: stages.append(a))
+    assert stages[-1] == ("pathwise reference (heun, 511 NFE)", 10, 10) and len(stages) == 2  # two batches
+    (entry,) = sorted((cache / "paths").glob("*.npz"))
+    with monkeypatch.context() as m:
+        m.setattr(sweep, "sample", _no_data)
+        stages.clear()
+        second = sweep.pathwise_reference(p, 10, lambda *a: stages.append(a))
+    assert stages == [("pathwise reference (heun, 511 NFE) (cached)", 10, 10)]
+    assert torch.equal(first, second) and second.dtype == torch.float64
+    with monkeypatch.context() as m:
+        m.setenv(CACHE_ENV, "off")
+        assert torch.equal(sweep.pathwise_reference(p, 10), first)  # the cached paths are the solved ones
+    entry.write_bytes(entry.read_bytes()[:100])
+    assert torch.equal(sweep.pathwise_reference(p, 10), first)  # a damaged entry: solved again
+    other = plan(BenchConfig(model="gmm-2d", solvers=["euler"], nfe=[4], num_samples=20, batch_size=5, seed=1))
+    assert not torch.equal(sweep.pathwise_reference(other, 10), first)  # another seed: another entry
+    assert len(list((cache / "paths").glob("*.npz"))) == 2

@@ -109,7 +109,8 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
         written: list = []
         try:
             results = run_plan(p, on_progress=lambda k: progress.advance(task, k), on_row=on_row,
-                               command=command_line(), finish=lambda res: written.extend(write_outputs(res, out)))
+                               command=command_line(), finish=lambda res: written.extend(write_outputs(res, out)),
+                               on_stage=stage_progress(progress))
         except FolderBusy as err:
             fail(str(err))
     bad = [r for r in results["rows"] if r["status"] != "ok"]

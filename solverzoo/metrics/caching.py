@@ -25,8 +25,8 @@ import numpy as np
 
 from ..io import save_npz
 
-__all__ = ["model_key", "CACHE_ENV", "cache_dir", "cache_key", "cache_path", "load_cached", "store_cached",
-           "file_fingerprint"]
+__all__ = ["model_key", "weights_key", "CACHE_ENV", "cache_dir", "cache_key", "cache_path", "load_cached",
+           "store_cached", "file_fingerprint"]
 
 CACHE_ENV = "SOLVERZOO_CACHE"
 _OFF = ("off", "none", "0", "")
@@ -39,6 +39,26 @@ def model_key(model, with_dtype: bool = False) -> tuple:
     key = getattr(model, "identity_key", None)
     ident = (type(model).__name__, key()) if callable(key) else (type(model).__name__, "id", id(model))
     return ident + ((str(getattr(model, "dtype", "")),) if with_dtype else ())
+
+
+def weights_key(model) -> str | None:
+    """Identity of a model's denoiser across processes: the SHA-256 of its network's parameters and
+    buffers (names, dtypes, shapes, bytes) for a network model, the ``identity_key()`` of a model
+    that has one; None (nothing to cache by) for a plain function."""
+    import torch
+
+    key = getattr(model, "identity_key", None)
+    if callable(key):
+        return f"{type(model).__name__}:{key()}"
+    net = getattr(model, "net", None)
+    if not isinstance(net, torch.nn.Module):
+        return None
+    h = hashlib.sha256(type(net).__name__.encode())
+    for name, t in net.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def cache_dir() -> Path | None:
