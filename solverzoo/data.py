@@ -10,8 +10,8 @@ Other data: a folder of .png/.jpg images or an ``.npy`` / ``.npz`` array (N, C, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -161,7 +161,8 @@ def load_images(path: str | Path, num: int | None = None) -> Tensor:
     Unreadable files raise ``ValueError`` naming the file."""
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"{path}: no such file or folder (give a folder of images, an .npy/.npz array, or a named dataset: {', '.join(DATASETS)})")
+        raise ValueError(f"{path}: no such file or folder (give a folder of images, an .npy/.npz array, "
+                         f"or a named dataset: {', '.join(DATASETS)})")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if num is not None:

@@ -23,10 +23,10 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .processes import Process
+from .processes import FlowProcess, Process, flow_time_shift
 from .registry import Registry, check_options, signature_options
 
-__all__ = ["Grid", "GRIDS", "FINALS", "make_grid", "list_grids", "from_sigmas"]
+__all__ = ["Grid", "GRIDS", "FINALS", "make_grid", "list_grids", "from_sigmas", "flow_shift", "diffusers_flow_times"]
 
 FINALS = ("zero", "sigma_min")
 
@@ -211,6 +211,79 @@ def kl_optimal(process: Process, steps: int, final: str = "zero", sigma_min: flo
     return _finish(process, _exact_ends(torch.tan(angle), hi, lo), final, "kl_optimal")
 
 
+def diffusers_flow_times(steps: int, shift: float = 1.0, mu: float | None = None,
+                         time_shift_type: str = "exponential", num_train_timesteps: int = 1000) -> Tensor:
+    """The flow times (``sigmas`` without the appended 0) of diffusers'
+    ``FlowMatchEulerDiscreteScheduler.set_timesteps(steps[, mu=mu])`` (no Karras / exponential / beta
+    sigmas, no ``shift_terminal``), computed with the same float32 / float64 steps so that the values
+    are the scheduler's to the bit, returned as float64:
+
+    the training sigmas linspace(1, N, N)[::-1] / N (float32), shifted unless dynamic shifting is on,
+    give sigma_max = 1 and sigma_min; set_timesteps spaces ``steps`` values linearly from
+    N sigma_max to N sigma_min (float64), divides by N, applies the shift again (the plain shift, or
+    the time shift with ``mu`` when ``mu`` is given: ``use_dynamic_shifting``) and rounds to float32.
+    """
+    import numpy as np
+
+    n_train = int(num_train_timesteps)
+    train = torch.from_numpy(np.linspace(1, n_train, n_train, dtype=np.float32)[::-1].copy()) / n_train
+    if mu is None:
+        train = shift * train / (1 + (shift - 1) * train)
+    t = np.linspace(float(train[0].item()) * n_train, float(train[-1].item()) * n_train, int(steps)) / n_train
+    if mu is None:
+        t = shift * t / (1 + (shift - 1) * t)
+    elif time_shift_type == "exponential":
+        t = math.exp(mu) / (math.exp(mu) + (1 / t - 1) ** 1.0)
+    elif time_shift_type == "linear":
+        t = mu / (mu + (1 / t - 1) ** 1.0)
+    else:
+        raise ValueError(f"unknown time_shift_type {time_shift_type!r}; choose exponential or linear")
+    return torch.from_numpy(np.asarray(t)).to(torch.float32).to(torch.float64)
+
+
+def flow_shift(process: Process, steps: int, final: str = "zero", shift: float | None = None,
+               mu: float | None = None, time_shift_type: str | None = None, t_min: float | None = None,
+               t_max: float | None = None, diffusers: bool = False, num_train_timesteps: int = 1000) -> Grid:
+    """The shifted uniform grid of flow-matching models (SD3, Esser et al. 2024, Sec. 5.3.2, Eq. 23;
+    diffusers' ``FlowMatchEulerDiscreteScheduler``): u uniform from t_max to t_min, flow time
+    t = shift u / (1 + (shift - 1) u) (or the resolution-dependent shift with ``mu``,
+    solverzoo.processes.flow_time_shift), sigma = t / (1 - t) (the rectified flow in the EDM frame).
+
+    Defaults (``shift``, ``mu``, ``time_shift_type``, ``t_min``, ``t_max``) come from the process when it
+    is a :class:`~solverzoo.processes.FlowProcess` (its native grid); on another process the same flow
+    times are used as a sigma grid (shift 1, the process's sigma range through t = sigma / (1 + sigma)).
+    ``shift = 1`` is uniform in t.
+
+    ``diffusers=True`` reproduces ``FlowMatchEulerDiscreteScheduler.set_timesteps(steps)`` to the bit
+    (:func:`diffusers_flow_times`, with its float32 rounding and its twice-shifted smallest time) for
+    final='zero' (diffusers appends t = 0); its first time t = 1 (sigma = inf, pure noise, outside the
+    EDM frame) becomes the process's largest time shift(t_max).
+    """
+    flow = isinstance(process, FlowProcess)
+    shift = float(shift if shift is not None else (process.shift if flow else 1.0))
+    mu = mu if mu is not None else (process.mu if flow else None)
+    time_shift_type = time_shift_type or (process.time_shift_type if flow else "exponential")
+    if not shift > 0:
+        raise ValueError(f"flow_shift needs shift > 0, got {shift}")
+    lo = float(t_min) if t_min is not None else (process.t_min if flow else process.sigma_min / (1 + process.sigma_min))
+    hi = float(t_max) if t_max is not None else (process.t_max if flow else process.sigma_max / (1 + process.sigma_max))
+    if not 0 < lo < hi < 1:
+        raise ValueError(f"flow_shift needs 0 < t_min < t_max < 1, got t_min={lo}, t_max={hi}")
+    n = _nodes(steps, final)
+    top = flow_time_shift(hi, shift, mu, time_shift_type)
+    if diffusers:
+        if final != "zero":
+            raise ValueError("flow_shift with diffusers=True reproduces diffusers' schedule, which ends at t = 0: "
+                             "use final='zero'")
+        t = diffusers_flow_times(n, shift, mu, time_shift_type, num_train_timesteps)
+        t = torch.where(t >= 1, top, t)
+    else:
+        t = flow_time_shift(_spaced(n, hi, lo), shift, mu, time_shift_type)
+    sigma = t / (1 - t)
+    label = f"flow_shift(shift={shift:g})" if mu is None else f"flow_shift(mu={mu:g}, {time_shift_type})"
+    return _finish(process, sigma, final, label + (", diffusers" if diffusers else ""))
+
+
 def from_sigmas(process: Process, sigmas: Sequence[float], final: str | None = None) -> Grid:
     """An explicit list of sigmas.  A trailing 0 means final='zero'."""
     sigma = torch.tensor([float(v) for v in sigmas], dtype=torch.float64)
@@ -228,7 +301,8 @@ def from_sigmas(process: Process, sigmas: Sequence[float], final: str | None = N
 
 #: grid builders ``builder(process, steps, final, **options) -> Grid`` by name
 GRIDS: Registry[Callable[..., Grid]] = Registry("grid")
-for _builder in (karras, geometric, uniform_lambda, uniform_t, exponential, polyexponential, vp, quadratic, kl_optimal):
+for _builder in (karras, geometric, uniform_lambda, uniform_t, exponential, polyexponential, vp, quadratic, kl_optimal,
+                 flow_shift):
     GRIDS.register(_builder.__name__, _builder)
 del _builder
 

@@ -8,7 +8,7 @@ level ``sigma(t)``.  The drift and diffusion of the forward SDE follow from them
     f(t) = s'(t) / s(t),          g(t)^2 = 2 s(t)^2 sigma(t) sigma'(t).
 
 Solvers only talk to a process through this interface, so one solver runs on VE,
-VP, EDM and the FDM momentum processes alike.  All methods take and return float64
+VP, EDM, the FDM momentum processes and rectified flow (``flow``) alike.  All methods take and return float64
 tensors (schedules are computed once per run on the CPU, in double precision).
 """
 
@@ -31,6 +31,10 @@ __all__ = [
     "FDMVPProcess",
     "FDMVEProcess",
     "DiscreteVPProcess",
+    "FlowProcess",
+    "flow_time_shift",
+    "flow_inverse_time_shift",
+    "flow_dynamic_shift_mu",
     "get_process",
     "list_processes",
     "PROCESSES",
@@ -409,10 +413,128 @@ class DiscreteVPProcess(Process):
         return {**super().describe(), "num_timesteps": self.num_timesteps}
 
 
+# --- rectified flow ---------------------------------------------------------------------------
+
+
+def flow_time_shift(t: Tensor | float, shift: float = 1.0, mu: float | None = None,
+                    time_shift_type: str = "exponential", exponent: float = 1.0) -> Tensor:
+    """The time shift of flow-matching samplers (Esser et al. 2024, "Scaling Rectified Flow
+    Transformers for High-Resolution Image Synthesis" (SD3), Sec. 5.3.2, Eq. 23):
+
+        t' = shift t / (1 + (shift - 1) t)                                  (mu is None)
+
+    and diffusers' resolution-dependent form (``FlowMatchEulerDiscreteScheduler.time_shift``,
+    ``use_dynamic_shifting``; ``exponent`` is its ``sigma`` argument, 1 in every pipeline):
+
+        exponential:  t' = e^mu / (e^mu + (1/t - 1)^exponent)
+        linear:       t' = mu / (mu + (1/t - 1)^exponent)
+
+    With exponent 1 the exponential form is the plain shift with shift = e^mu.  Maps [0, 1] onto
+    itself, increasing; shift > 1 moves the nodes towards t = 1 (more steps at high noise).
+    """
+    t = _as_tensor(t)
+    if mu is None:
+        if not shift > 0:
+            raise ValueError(f"flow time shift must be > 0, got {shift}")
+        return shift * t / (1 + (shift - 1) * t)
+    if time_shift_type == "exponential":
+        return math.exp(mu) / (math.exp(mu) + (1 / t - 1) ** exponent)
+    if time_shift_type == "linear":
+        return mu / (mu + (1 / t - 1) ** exponent)
+    raise ValueError(f"unknown time_shift_type {time_shift_type!r}; choose exponential or linear")
+
+
+def flow_inverse_time_shift(t: Tensor | float, shift: float = 1.0) -> Tensor:
+    """Inverse of :func:`flow_time_shift` with a plain shift: u = t / (shift - (shift - 1) t)."""
+    t = _as_tensor(t)
+    return t / (shift - (shift - 1) * t)
+
+
+def flow_dynamic_shift_mu(seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096, base_shift: float = 0.5,
+                          max_shift: float = 1.15) -> float:
+    """mu of the resolution-dependent shift (Flux / SD3 pipelines' ``calculate_shift``): linear in the
+    number of image tokens, base_shift at ``base_seq_len`` and max_shift at ``max_seq_len``."""
+    slope = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    return float(seq_len * slope + base_shift - slope * base_seq_len)
+
+
+class FlowProcess(Process):
+    """Rectified flow (Liu et al. 2023, "Flow Straight and Fast", Eq. 1; Lipman et al. 2023, "Flow
+    Matching"; SD3, Esser et al. 2024, Sec. 2): x_t = (1 - t) x0 + t n, t in [0, 1].
+
+    In the EDM frame x_t = s(t) (x0 + sigma(t) n):
+
+        s(t) = 1 - t,   sigma(t) = t / (1 - t),   t(sigma) = sigma / (1 + sigma),
+        s' = -1,        sigma' = 1 / (1 - t)^2,   lambda = -log sigma = log((1 - t) / t),
+
+    so a velocity v = n - x0 gives the denoiser D(x_hat; sigma) = x_t - t v (x_t = s x_hat), and
+    Euler in sigma on x_hat is Euler in t on x_t: x_{t'} = x_t + (t' - t) v.
+
+    t = 1 (pure noise) is sigma = inf, outside the frame: the process's range is [t_min, t_max]
+    with t_max < 1 (default 1 - 1e-3, sigma_max = 999; t_min = 1e-3 is diffusers' 1 / 1000).
+    ``shift`` (and ``mu`` / ``time_shift_type`` for the resolution-dependent form, see
+    :func:`flow_time_shift`) is the sampling shift of the model's scheduler: the native grid
+    ``flow_shift`` (solverzoo.grids) is uniform in u on [t_min, t_max] with t = shift(u), as
+    diffusers' ``FlowMatchEulerDiscreteScheduler``; shift = 1 is uniform in t.
+    """
+
+    name = "flow"
+    native_grid = "flow_shift"
+
+    def __init__(self, t_min: float = 1e-3, t_max: float = 1 - 1e-3, shift: float = 1.0, mu: float | None = None,
+                 time_shift_type: str = "exponential"):
+        if not 0 < t_min < t_max < 1:
+            raise ValueError(f"flow process needs 0 < t_min < t_max < 1, got {t_min}, {t_max}")
+        if not shift > 0:
+            raise ValueError(f"flow process needs shift > 0, got {shift}")
+        if time_shift_type not in ("exponential", "linear"):
+            raise ValueError(f"unknown time_shift_type {time_shift_type!r}; choose exponential or linear")
+        self.t_min, self.t_max = float(t_min), float(t_max)
+        self.shift = float(shift)
+        self.mu = None if mu is None else float(mu)
+        self.time_shift_type = time_shift_type
+        self.sigma_min = float(self.sigma(_as_tensor(self.t_min)))
+        self.sigma_max = float(self.sigma(_as_tensor(self.t_max)))
+
+    def time_shift(self, u: Tensor | float) -> Tensor:
+        """This process's sampling shift of an unshifted time u (:func:`flow_time_shift`)."""
+        return flow_time_shift(u, self.shift, self.mu, self.time_shift_type)
+
+    def sigma(self, t):
+        t = _as_tensor(t)
+        return t / (1 - t)
+
+    def sigma_deriv(self, t):
+        return 1 / (1 - _as_tensor(t)) ** 2
+
+    def t_of_sigma(self, sigma):
+        sigma = _as_tensor(sigma)
+        return sigma / (1 + sigma)
+
+    def s(self, t):
+        return 1 - _as_tensor(t)
+
+    def s_deriv(self, t):
+        return -torch.ones_like(_as_tensor(t))
+
+    def s_of_sigma(self, sigma):
+        return 1 / (1 + _as_tensor(sigma))
+
+    def lambda_(self, t):
+        t = _as_tensor(t)
+        return torch.log1p(-t) - torch.log(t)
+
+    def describe(self):
+        out = {**super().describe(), "shift": self.shift}
+        if self.mu is not None:
+            out.update(mu=self.mu, time_shift_type=self.time_shift_type)
+        return out
+
+
 #: process classes by name
 PROCESSES: Registry[Callable[..., Process]] = Registry("process")
 for _name, _cls in (("ve", VEProcess), ("vp", VPProcess), ("edm", EDMProcess), ("fdm-edm", FDMEDMProcess),
-                    ("fdm-vp", FDMVPProcess), ("fdm-ve", FDMVEProcess)):
+                    ("fdm-vp", FDMVPProcess), ("fdm-ve", FDMVEProcess), ("flow", FlowProcess)):
     PROCESSES.register(_name, _cls)
 del _name, _cls
 
@@ -422,7 +544,7 @@ def list_processes() -> list[str]:
 
 
 def get_process(name: str | Process, **options) -> Process:
-    """Build a process by name (``ve``, ``vp``, ``edm``, and the FDM variants)."""
+    """Build a process by name (``ve``, ``vp``, ``edm``, the FDM variants and ``flow``)."""
     if isinstance(name, Process):
         return name
     try:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry", "check_options", "signature_options"]
 

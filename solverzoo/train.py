@@ -5,6 +5,11 @@ The recipe is EDM's (Karras et al. 2022, Sec. 5 and Table 1; NVlabs/edm ``traini
 * sigma ~ log-normal, ln sigma ~ N(P_mean, P_std^2) with P_mean = -1.2, P_std = 1.2 (``edm``);
   VP: sigma = sigma_vp(t), t ~ U(epsilon_t, 1); VE: ln sigma ~ U(ln 0.02, ln 100);
 * loss weight lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 (``edm``), 1 / sigma^2 (VP, VE);
+* ``flow`` (rectified flow, conditional flow matching: Lipman et al. 2023, Eq. 23; Liu et al. 2023;
+  SD3, Esser et al. 2024, Sec. 3.1 and Eq. 19): x_t = (1 - t) y + t n with t logit-normal,
+  logit t ~ N(flow_logit_mean, flow_logit_std^2) (SD3's ``lognorm(0.00, 1.00)``), i.e. the EDM-frame
+  sigma = t / (1 - t) = exp(logit t) is log-normal; the velocity network's loss |F(x_t, t) - (n - y)|^2
+  is the denoiser loss with lambda(sigma) = 1 / t^2 = (1 + sigma)^2 / sigma^2 (unet.Precond ``flow``);
 * loss = lambda(sigma) |D(y + sigma n; sigma) - y|^2, averaged over pixels and the batch;
 * Adam, learning rate ramped up linearly over ``lr_rampup`` iterations, EMA of the weights with
   a half-life in images (``ema_halflife_kimg``, ramped as ``min(halflife, ratio * images seen)``).
@@ -88,6 +93,8 @@ class TrainConfig:
     sigma_data: float = 0.5
     P_mean: float = -1.2
     P_std: float = 1.2
+    flow_logit_mean: float = 0.0  # flow: logit t ~ N(mean, std^2) (SD3 Sec. 3.1, lognorm(0, 1))
+    flow_logit_std: float = 1.0
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 10
@@ -105,6 +112,8 @@ class TrainConfig:
         for name in ("iterations", "batch_size", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.flow_logit_std > 0:
+            raise ValueError(f"flow_logit_std must be > 0, got {self.flow_logit_std}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.fdm_multiplier > 0:
@@ -148,7 +157,10 @@ def loss_sigma_weight(config: TrainConfig, denoiser: Precond, batch: int, gen: t
                       iteration: int) -> tuple[Tensor, Tensor]:
     """sigma (B, 1, 1, 1) and the loss weight lambda(sigma) of one batch (see the module docstring)."""
     base = config.precond.replace("fdm_", "")
-    if base == "edm":
+    if base == "flow":  # sigma = t / (1 - t) = exp(logit t)
+        sigma = (torch.randn(batch, 1, 1, 1, generator=gen) * config.flow_logit_std + config.flow_logit_mean).exp()
+        weight = ((1 + sigma) / sigma) ** 2
+    elif base == "edm":
         sigma = (torch.randn(batch, 1, 1, 1, generator=gen) * config.P_std + config.P_mean).exp()
         sd = config.sigma_data
         weight = (sigma**2 + sd**2) / (sigma * sd) ** 2

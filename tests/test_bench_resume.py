@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from solverzoo.cli import main
@@ -28,6 +29,7 @@ def _cli(*args, **kwargs):
                             stderr=subprocess.DEVNULL, **kwargs)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_rows(tmp_path):
     whole, part = tmp_path / "whole", tmp_path / "part"
     assert _cli(*ARGS, "--out", str(whole)).wait(timeout=300) == 0

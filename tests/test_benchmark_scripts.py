@@ -57,12 +57,14 @@ def test_script_imports_without_side_effects(script: Path):
     try:
         spec = importlib.util.spec_from_file_location(name, script)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # as `python SCRIPT` has __main__: dataclasses look their module up
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             spec.loader.exec_module(module)
     except BaseException as exc:  # SystemExit too: a script that parses sys.argv at import
         pytest.fail(f"{_relative(script)} does not import: {type(exc).__name__}: {exc}")
     finally:
         sys.path[:] = path_before
+        sys.modules.pop(name, None)
         for added in set(sys.modules) - modules_before:  # sibling scripts (e.g. perf's `run`) leave with it
             if str(getattr(sys.modules[added], "__file__", None) or "").startswith(str(BENCHMARKS)):
                 del sys.modules[added]
@@ -88,7 +90,7 @@ def test_study_layout(study: Path):
         stray = [_relative(p) for p in study.rglob(output) if results not in p.parents]
         assert not stray, f"{name}: run outputs outside results/<run>/: {stray}"
     loose = [p.name for p in study.iterdir() if p.is_file() and p.name not in ("README.md", "run.sh")
-             and p.suffix != ".py" and not p.name.startswith(".")]
+             and p.suffix not in (".py", ".toml") and not p.name.startswith(".")]  # scripts and their inputs
     assert not loose, f"{name}: files beside run.sh that belong in results/<run>/: {loose}"
 
 

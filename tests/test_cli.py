@@ -146,7 +146,8 @@ def test_report_compares_two_result_folders(runner, tmp_path):
         r = runner.invoke(main, ["bench", *TINY, "--solvers", "euler", "--nfe", nfe, "--num-samples", "6",
                                  "--out", str(tmp_path / name)])
         assert r.exit_code == 0, r.output
-    v = {row["nfe_requested"]: row["value"] for row in json.loads((tmp_path / "a" / "results.json").read_text())["rows"]}
+    rows = json.loads((tmp_path / "a" / "results.json").read_text())["rows"]
+    v = {row["nfe_requested"]: row["value"] for row in rows}
     result = runner.invoke(main, ["report", str(tmp_path / "a"), str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert f"{v[8]:.3g} -> {v[8]:.3g} (+0)" in result.output  # same seed, same cell: no difference
@@ -230,7 +231,8 @@ def test_sample_grid_is_upscaled_to_64_pixels(runner, tmp_path):
     import matplotlib.image as mpimg
 
     out = tmp_path / "g"
-    r = runner.invoke(main, ["sample", *TINY, "--solver", "heun", "--nfe", "5", "--num-samples", "4", "--out", str(out)])
+    r = runner.invoke(main, ["sample", *TINY, "--solver", "heun", "--nfe", "5", "--num-samples", "4",
+                             "--out", str(out)])
     assert r.exit_code == 0, r.output
     img = mpimg.imread(out / "grid.png")
     assert img.shape[0] >= 2 * 64 and img.shape[1] >= 2 * 64  # 2 x 2 grid of 8 px images, each at >= 64 px

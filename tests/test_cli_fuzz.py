@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -67,6 +68,7 @@ def test_typed_option_values_never_traceback(tmp_path_factory, solver, key, valu
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(device=st.one_of(st.sampled_from(["tpu", "cuda:abc", "cuda:-1", "cuda:99", "meta", "", " ", "CUDA", "mps",
                                          "cpu", "cpu:0", "auto", "xla", "cuda:0:1"]), st.text(max_size=8)))
+@pytest.mark.slow
 def test_device_strings_never_traceback(tmp_path_factory, device):
     out = tmp_path_factory.mktemp("dev") / "out"
     args = ["bench", "--model", "gmm-image", "-m", "resolution=8", "-m", "num_components=2", "--solvers", "euler",

@@ -333,3 +333,20 @@ def test_sde_samplers_converge_in_distribution(name, steps, tol, proc):
     # coordinates are independent: no spurious correlation (|corr| ~ 1/sqrt(1000))
     c = torch.corrcoef(x[:, :32].T)
     assert (c - torch.eye(32, dtype=F64)).abs().max() < 0.15
+
+
+def test_rk2_is_heun_at_alpha_one_and_the_alpha_step_elsewhere():
+    """rk2 (Karras et al. 2022, App. D.2, Eq. 47): alpha = 1 is EDM Heun; at alpha = 1/2 one step from
+    sigma s to t > 0 is x + h D-slope at the midpoint (weights 0 and 1)."""
+    model = solverzoo.get_model("gmm-2d")
+    heun = solverzoo.sample(model, "heun", nfe=19, num_samples=8, dtype=torch.float64).samples
+    rk2 = solverzoo.sample(model, "rk2", nfe=19, num_samples=8, alpha=1.0, dtype=torch.float64).samples
+    assert (heun - rk2).abs().max() < 1e-13
+    x = solverzoo.sample(model, "rk2", steps=1, grid=[2.0, 1.0], num_samples=4, alpha=0.5, dtype=torch.float64)
+    z = 2.0 * solverzoo.noise.NoiseSource(0, range(4), solverzoo.noise.INIT, dtype=torch.float64).randn(model.shape)
+    model64 = model.to("cpu", torch.float64)
+    denoise = lambda y, s: model64.denoise(y, torch.full((len(y),), s, dtype=torch.float64))  # noqa: E731
+    d = (z - denoise(z, 2.0)) / 2.0
+    mid = z - 0.5 * d
+    expected = z - (mid - denoise(mid, 1.5)) / 1.5
+    assert (x.samples - expected).abs().max() < 1e-13

@@ -55,6 +55,7 @@ def test_shards_are_whole_batches_lowest_ranks_first():
         assert all(o % b == 0 for o, c in parts if c)  # every block starts on a batch boundary
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     assert torch.get_num_threads() == 1  # one thread (conftest), as in the worker processes
     single = run_bench(BenchConfig(**CONFIG))
@@ -80,6 +81,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert all(r["status"] == "ok" for r in results["rows"])
 
 
+@pytest.mark.slow
 def test_torchrun_cli_matches_single_process(tmp_path):
     args = ["bench", "--model", "gmm-image", "-m", "resolution=8", "-m", "channels=1", "--solvers", "euler,seeds1",
             "--nfe", "4", "--num-samples", "16", "--batch-size", "4", "--seed", "1"]

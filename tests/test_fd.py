@@ -90,7 +90,8 @@ def test_singular_covariances_are_handled():
 # ---------------------------------------------------------------------------------
 def test_streaming_stats_match_numpy():
     g = torch.Generator().manual_seed(5)
-    data = 10.0 + torch.randn(203, 3, 8, 8, generator=g, dtype=F64) * torch.linspace(0.1, 2, 64, dtype=F64).reshape(8, 8)
+    scale = torch.linspace(0.1, 2, 64, dtype=F64).reshape(8, 8)
+    data = 10.0 + torch.randn(203, 3, 8, 8, generator=g, dtype=F64) * scale
     for feature in ("pixels", "pool:4", "pool:3"):
         stats = FeatureStats(feature)
         for lo, hi in [(0, 1), (1, 50), (50, 51), (51, 203)]:  # uneven batches, incl. size 1
@@ -102,7 +103,8 @@ def test_streaming_stats_match_numpy():
     # float32 input accumulates in float64
     s32 = FeatureStats("pixels").update(data[:100].float())
     assert s32.cov().dtype == F64
-    assert np.allclose(s32.cov().numpy(), np.cov(data[:100].float().double().reshape(100, -1).numpy(), rowvar=False), atol=1e-9)
+    assert np.allclose(s32.cov().numpy(), np.cov(data[:100].float().double().reshape(100, -1).numpy(), rowvar=False),
+                       atol=1e-9)
 
 
 def test_feature_names_and_parsing():

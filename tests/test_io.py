@@ -9,8 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from solverzoo.io import (atomic_write, atomic_write_json, atomic_write_text, image_grid, save_image_grid, save_npz,
-                          save_png)
+from solverzoo.io import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    image_grid,
+    save_image_grid,
+    save_npz,
+    save_png,
+)
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):

@@ -30,6 +30,7 @@ def setting():
     return model, scorer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_every_degradation_scores_worse_than_exact_samples(setting, seed):
     model, scorer = setting

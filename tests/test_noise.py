@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import solverzoo
-from solverzoo.solvers import get_solver, list_solvers
 from solverzoo.models import GaussianModel
 from solverzoo.noise import (
     INIT,
@@ -22,6 +21,7 @@ from solverzoo.noise import (
     philox4x32,
     philox_normal,
 )
+from solverzoo.solvers import get_solver, list_solvers
 
 # Random123 1.14, tests/kat_vectors, the three "philox4x32 10" lines: counter (4 words), key (2 words),
 # expected output (4 words)

@@ -24,7 +24,8 @@ import torch
 import solverzoo
 from solverzoo.noise import INIT, PATH, NoiseSource
 
-k_sampling = pytest.importorskip("k_diffusion.sampling", reason="parity tests need k-diffusion (pip install '.[parity]')")
+k_sampling = pytest.importorskip("k_diffusion.sampling",
+                                 reason="parity tests need k-diffusion (pip install '.[parity]')")
 
 TOL = 1e-12  # float64 on both sides: measured 4e-16 .. 1.6e-14 over every case below that uses it
 SEED, N = 7, 3  # samples
@@ -97,7 +98,8 @@ def test_karras_grids_agree(model):
 KDIFF_CASES = [
     ("euler", {}, "sample_euler", {}, None),
     ("euler_ancestral", {}, "sample_euler_ancestral", {}, "sampler"),
-    ("euler_ancestral", {"eta": 0.5, "s_noise": 0.9}, "sample_euler_ancestral", {"eta": 0.5, "s_noise": 0.9}, "sampler"),
+    ("euler_ancestral", {"eta": 0.5, "s_noise": 0.9},
+     "sample_euler_ancestral", {"eta": 0.5, "s_noise": 0.9}, "sampler"),
     ("heun", {}, "sample_heun", {}, None),
     ("heun", {"s_churn": 20.0}, "sample_heun", {"s_churn": 20.0}, "randn_like"),
     ("dpm2", {}, "sample_dpm_2", {}, None),
@@ -109,7 +111,8 @@ KDIFF_CASES = [
     ("dpmpp_sde", {}, "sample_dpmpp_sde", {}, "sampler"),
     ("dpmpp_sde", {"eta": 0.7, "r": 0.4}, "sample_dpmpp_sde", {"eta": 0.7, "r": 0.4}, "sampler"),
     ("dpmpp_2m_sde", {}, "sample_dpmpp_2m_sde", {}, "sampler"),
-    ("dpmpp_2m_sde", {"solver_type": "heun", "eta": 0.6}, "sample_dpmpp_2m_sde", {"solver_type": "heun", "eta": 0.6}, "sampler"),
+    ("dpmpp_2m_sde", {"solver_type": "heun", "eta": 0.6},
+     "sample_dpmpp_2m_sde", {"solver_type": "heun", "eta": 0.6}, "sampler"),
     ("dpmpp_3m_sde", {"third_order": "upstream"}, "sample_dpmpp_3m_sde", {}, "sampler"),
     ("dpmpp_3m", {"third_order": "upstream", "lower_order_final": False}, "sample_dpmpp_3m_sde", {"eta": 0.0}, None),
 ]
@@ -131,8 +134,10 @@ def kdiff_parity(model, name, options, sampler, kd_options, noise, monkeypatch):
     return (ours.samples - theirs).abs().max().item()
 
 
-@pytest.mark.parametrize("name,options,sampler,kd_options,noise", KDIFF_CASES,
-                         ids=[f"{c[0]}{'-' + '-'.join(f'{k}={v}' for k, v in c[1].items()) if c[1] else ''}" for c in KDIFF_CASES])
+@pytest.mark.parametrize(
+    "name,options,sampler,kd_options,noise", KDIFF_CASES,
+    ids=[f"{c[0]}{'-' + '-'.join(f'{k}={v}' for k, v in c[1].items()) if c[1] else ''}" for c in KDIFF_CASES],
+)
 def test_k_diffusion_parity(model, name, options, sampler, kd_options, noise, monkeypatch):
     diff = kdiff_parity(model, name, options, sampler, kd_options, noise, monkeypatch)
     assert diff <= TOL, f"{name} {options}: max |solverzoo - k-diffusion| = {diff:.3e}"
@@ -318,7 +323,8 @@ def test_diffusers_sa_solver(vp_model, monkeypatch, predictor, corrector, tau, l
     noises = iter(path_noises(vp_model, sigmas))
     monkeypatch.setattr(scheduling_sasolver, "randn_tensor", lambda shape, **kw: next(noises))
     if corrector == 0:  # diffusers has no switch: a corrector is used from the second step on
-        monkeypatch.setattr(scheduler, "stochastic_adams_moulton_update", lambda this_model_output, **kw: kw["this_sample"])
+        monkeypatch.setattr(scheduler, "stochastic_adams_moulton_update",
+                            lambda this_model_output, **kw: kw["this_sample"])
     theirs = run_scheduler(scheduler, vp_model, sigmas)
     alphas = torch.cumprod(1 - scheduler.betas.to(torch.float64), 0)
     s200, s800 = (((1 - alphas) / alphas).sqrt()[[200, 800]]).tolist()

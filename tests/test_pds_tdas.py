@@ -8,7 +8,7 @@ import torch
 import solverzoo
 from solverzoo.models.gaussian import GaussianModel
 from solverzoo.noise import INIT, PATH, NoiseSource
-from solverzoo.preconditioners import FrequencyFilter, Identity, SpaceFilter, Composed
+from solverzoo.preconditioners import Composed, FrequencyFilter, Identity, SpaceFilter
 
 SMALL = dict(resolution=8, num_components=3)
 

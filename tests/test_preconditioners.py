@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -239,7 +238,8 @@ def test_pds_statistics_by_hand():
 def test_pds_filter_by_hand_and_official_pipeline():
     stat = torch.tensor([[[0.0, 1.0], [2.0, 4.0]], [[3.0, 2.0], [1.0, 0.5]]], dtype=D64)
     # one global max (4): m_hat = stat / 4; filter = 5 / (m_hat + 4)
-    expected = torch.tensor([[[5 / 4, 5 / 4.25], [5 / 4.5, 1.0]], [[5 / 4.75, 5 / 4.5], [5 / 4.25, 5 / 4.125]]], dtype=D64)
+    expected = torch.tensor([[[5 / 4, 5 / 4.25], [5 / 4.5, 1.0]],
+                             [[5 / 4.75, 5 / 4.5], [5 / 4.25, 5 / 4.125]]], dtype=D64)
     torch.testing.assert_close(pds_filter(stat, 5.0), expected, atol=1e-15, rtol=0)
     # PDS sampling.py: mask /= mask.max(); mask = (mask + alpha - 1) / alpha; mask = mask ** -1
     rng = np.random.default_rng(0)

@@ -204,8 +204,14 @@ def test_get_process_unknown_name_lists_choices():
 
 @pytest.mark.parametrize(
     "name,options",
-    [("ve", dict(sigma_min=0.0)), ("ve", dict(sigma_min=5.0, sigma_max=1.0)), ("vp", dict(beta_min=0.0)),
-     ("vp", dict(beta_min=20.0, beta_max=0.1)), ("edm", dict(sigma_min=-1.0)), ("edm", dict(sigma_min=80.0, sigma_max=80.0))],
+    [
+        ("ve", dict(sigma_min=0.0)),
+        ("ve", dict(sigma_min=5.0, sigma_max=1.0)),
+        ("vp", dict(beta_min=0.0)),
+        ("vp", dict(beta_min=20.0, beta_max=0.1)),
+        ("edm", dict(sigma_min=-1.0)),
+        ("edm", dict(sigma_min=80.0, sigma_max=80.0)),
+    ],
 )
 def test_invalid_parameters_raise(name, options):
     with pytest.raises(ValueError):

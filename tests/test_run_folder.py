@@ -39,6 +39,7 @@ def _wait_for(predicate, seconds: float = 120.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_folder_one_runs_the_other_exits_2(tmp_path):
     out = tmp_path / "shared"
     first = _cli(*SLOW, "--out", str(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -55,6 +56,7 @@ def test_two_runs_on_one_folder_one_runs_the_other_exits_2(tmp_path):
     assert not (out / ".solverzoo.lock").exists()
 
 
+@pytest.mark.slow
 def test_interrupted_overwrite_keeps_the_previous_results(tmp_path):
     out = tmp_path / "run"
     old = CliRunner().invoke(main, [*TINY, "--solvers", "euler,heun", "--nfe", "6", "--num-samples", "10",
@@ -105,6 +107,7 @@ def test_overwrite_replaces_only_after_the_first_row(tmp_path, monkeypatch):
     assert seen[:2] == [True, True]
 
 
+@pytest.mark.slow
 def test_retry_errors_runs_failed_cells_again_and_the_table_says_why(tmp_path):
     out = tmp_path / "e"
     args = [*TINY, "--solvers", "euler,heun", "--nfe", "4", "--num-samples", "6", "--out", str(out)]

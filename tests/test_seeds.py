@@ -243,7 +243,8 @@ def path_covariance(sigma_s, sigmas, prediction):
     cov = np.zeros((n, n))
     for i in range(n):
         for j in range(n):
-            f = lambda tau: kern(lams[i], tau) * kern(lams[j], tau) * 2 * math.exp(-2 * tau)  # noqa: E731
+            def f(tau, lam_i=lams[i], lam_j=lams[j]):
+                return kern(lam_i, tau) * kern(lam_j, tau) * 2 * math.exp(-2 * tau)
             cov[i, j] = scipy.integrate.quad(f, lam_s, min(lams[i], lams[j]), epsabs=0, epsrel=1e-13)[0]
     return cov
 

@@ -20,9 +20,9 @@ def test_family_all_and_glob_selectors():
     assert select_solvers("dpmpp_*") == [n for n in list_solvers() if n.startswith("dpmpp_")]
     assert select_solvers("dpmpp") == families()["dpm-solver"]
     assert select_solvers("score_sde") == ["euler_maruyama", "pc"]
-    assert select_solvers("edm") == ["euler", "heun"]
+    assert select_solvers("edm") == ["euler", "heun", "rk2"]
     # order of the items, no duplicates; '-' and '_' alike in family names
-    assert select_solvers("heun,edm") == ["heun", "euler"]
+    assert select_solvers("heun,edm") == ["heun", "euler", "rk2"]
     assert select_solvers("dpm_solver") == select_solvers("dpm-solver")
     every = {SOLVERS[n].info.family for n in list_solvers()}
     assert set(families()) == every

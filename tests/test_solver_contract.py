@@ -36,7 +36,7 @@ def batch_free(name: str) -> dict:
     return {"corrector_norm": "sample"} if "corrector_norm" in declared_options(REGISTRY[name])[0] else {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_for(name: str):
     """The first candidate model the solver accepts (``check_model``: cheap, no sampling)."""
     reasons = []

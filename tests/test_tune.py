@@ -13,7 +13,12 @@ from click.testing import CliRunner
 import solverzoo
 from solverzoo.cli import main
 from solverzoo.tune import (
-    LogSigmaSchedule, check_grid_fits, load_grid_file, pathwise_error, reference_samples, tune_grid,
+    LogSigmaSchedule,
+    check_grid_fits,
+    load_grid_file,
+    pathwise_error,
+    reference_samples,
+    tune_grid,
 )
 
 SMALL = {"resolution": 8, "num_components": 3}

@@ -151,7 +151,9 @@ def markdown(mutants: list[Mutant], outcomes: list[Outcome], meta: dict) -> str:
 
 
 def write_report(mutants: list[Mutant], outcomes: list[Outcome], meta: dict) -> None:
-    (HERE / "results.json").write_text(json.dumps({"meta": meta, "outcomes": [asdict(o) for o in outcomes]},
+    out = HERE / "results" / "last" / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "outcomes": [asdict(o) for o in outcomes]},
                                                   indent=1) + "\n")
     readme = HERE / "README.md"
     text = readme.read_text() if readme.exists() else f"# Mutation lane\n\n{START}\n{END}\n"

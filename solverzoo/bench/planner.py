@@ -128,6 +128,8 @@ def record_of(config: BenchConfig, solvers: list[str]) -> dict:
             record.pop(key)
     if record.get("noise") == "cpu":
         record.pop("noise")
+    if not record.get("skip_inapplicable"):
+        record.pop("skip_inapplicable", None)
     return json.loads(json.dumps(record, default=str))
 
 
@@ -197,11 +199,22 @@ def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = F
     stray = sorted(set(config.solver_options) - set(names) - {"*"})
     if stray:
         raise ValueError(f"options for solver(s) {', '.join(stray)}, which are not in this run ({', '.join(names)})")
-    solvers = []
+    solvers, skipped = [], {}
     for name in names:
         solver = build_solver(name, options.get(name, {}))
+        if config.skip_inapplicable:
+            try:
+                solver.check_model(model)
+            except ValueError as err:
+                skipped[name] = str(err)
+                continue
         steps = check_solver_run(solver, model, nfes)
         solvers.append(SolverPlan(name, solver, steps, not solver.stochastic, solver.filter_spec()))
+    names = [n for n in names if n not in skipped]
+    if not names:
+        raise ValueError(f"no selected solver applies to model {model.name!r}: "
+                         + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
+    options = {n: o for n, o in options.items() if n not in skipped}
     config = replace(config, nfe=nfes, solvers=names, feature=feature, solver_options=options)
     record = record_of(config, names)
     previous = _previous(out, record) if resume and out is not None else None
@@ -211,7 +224,7 @@ def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = F
                for r in range(config.repeats)]
     return Plan(config=config, model=model, device=device, solvers=solvers, scorers=scorers, record=record,
                 conditioning=None if conditioning is None else conditioning.describe(), out=out, resume=resume,
-                overwrite=overwrite, previous=previous)
+                overwrite=overwrite, previous=previous, extra={"skipped": skipped} if skipped else {})
 
 
 def describe(p: Plan) -> dict[str, Any]:

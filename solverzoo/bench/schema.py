@@ -85,6 +85,9 @@ class BenchConfig:
     guidance: float | None = None
     labels: str | None = None  # "0,1,2" cycled over the sample index, "all", "random"; default "all" under guidance
     noise: str = "auto"  # per-sample noise: "cpu" generators, device-side "philox", or "auto" (philox on CUDA)
+    # solvers chosen by a selector ('all', a family, a glob): the ones the model refuses are skipped
+    # (named solvers are checked and refused)
+    skip_inapplicable: bool = False
 
 
 @dataclass

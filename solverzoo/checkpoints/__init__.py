@@ -1,3 +1,3 @@
-"""Shipped weights (package data): digits_unet.pt (model digits-unet) and digits_classifier.pt
-(the fd_digits_classifier feature extractor).  Both are made by solverzoo train / train-classifier;
-see README.md, section "Learned models"."""
+"""Shipped weights (package data): digits_unet.pt (model digits-unet), digits_flow_unet.pt (model
+digits-flow-unet, rectified flow) and digits_classifier.pt (the fd_digits_classifier feature extractor),
+among others.  They are made by solverzoo train / train-classifier; see README.md, section "Learned models"."""

@@ -42,7 +42,8 @@ def row_line(row, repeats: int) -> str:
 @click.option("--model-option", "-m", multiple=True, help="key=value passed to the model, e.g. resolution=64.")
 @click.option("--solvers", default=None,
               help="Comma-separated solver names, families (seeds, dpmpp, edm, score_sde...), 'all' or globs "
-                   "('dpmpp_*'). Default: every solver that applies.")
+                   "('dpmpp_*'). Default: the solvers declared for the default sweep that apply to the model "
+                   "(solverzoo list --json: in_default_bench).")
 @click.option("--nfe", default="10,20,50", show_default=True, help="Comma-separated NFE budgets, each once.")
 @click.option("--num-samples", type=click.IntRange(2), default=500, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
@@ -67,14 +68,19 @@ def row_line(row, repeats: int) -> str:
               help="Replace the results in --out (the old ones stay until the new run has its first row).")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out (same options) and run the rest.")
 @click.option("--retry-errors", is_flag=True, help="With --resume: run the cells that failed again.")
+@click.option("--dry-run", is_flag=True,
+              help="Build and check the whole plan (model, solvers and their steps per NFE, scorers, --out), print "
+                   "it and stop: nothing is sampled or written.")
 @noise_option
 @guidance_options
 @usage_errors
 def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_size, device, feature, option,
-                  repeats, reference, inception, out, overwrite, resume, retry_errors, noise, guidance, labels):
+                  repeats, reference, inception, out, overwrite, resume, retry_errors, dry_run, noise, guidance,
+                  labels):
     """NFE-versus-quality sweep: tables, OUT/results.json, results.csv, one plot per metric, samples.png."""
     from ..bench import BenchConfig, plan, run_plan
     from ..bench.outdir import FolderBusy
+    from ..bench.planner import describe
     from ..bench.report import write_outputs
     from ..bench.selectors import select_solvers
 
@@ -83,11 +89,12 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
         fail("--retry-errors goes with --resume")
     nfes = parse_csv(nfe, int, "NFE budget")
     solver_names = select_solvers(solvers) if solvers is not None else None
+    by_selector = solvers is not None and any(item.strip() not in solver_names for item in solvers.split(","))
     config = BenchConfig(model=model, model_options=parse_model_options(model_option), solvers=solver_names,
                          solver_options=parse_solver_options(option, solver_names), nfe=nfes,
                          num_samples=num_samples, seed=seed, batch_size=batch_size, device=device, feature=feature,
                          repeats=repeats, reference=reference, inception=inception, guidance=guidance, labels=labels,
-                         noise=noise)
+                         noise=noise, skip_inapplicable=by_selector)
     problem = None
     try:
         with progress_bar(disable=rank != 0) as fixed:  # a learned model's reference: bars on the first run only
@@ -97,6 +104,20 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
     problem = agree(problem, world)  # every rank stops on rank 0's verdict
     if problem:
         fail(problem)
+    if rank == 0:
+        for name, why in p.extra.get("skipped", {}).items():
+            err_console.print(f"[yellow]skipped {name}: {why}")
+    if dry_run:
+        if rank == 0:
+            summary = describe(p)
+            console.print(f"plan: model {summary['model']}, {summary['cells']} cells x {num_samples} samples, "
+                          f"NFE {', '.join(map(str, summary['nfe']))}; steps per NFE:")
+            for name, steps in summary["steps"].items():
+                console.print(f"  {name:>20}: {', '.join(f'{n} -> {k}' for n, k in steps.items())}")
+            if summary["pilot runs"]:
+                console.print(f"  TDAS pilot runs for: {', '.join(summary['pilot runs'])}")
+            console.print(f"nothing sampled or written (--dry-run); results would go to {out}")
+        return
     if retry_errors and p.previous is not None:
         p.previous["rows"] = [r for r in p.previous["rows"] if r.get("status") == "ok"]
     with progress_bar(disable=rank != 0) as progress:

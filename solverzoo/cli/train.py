@@ -26,8 +26,9 @@ from .common import (
 @click.option("--out", type=click.Path(file_okay=False, path_type=str),
               callback=nonempty_path, required=True,
               help="Run folder: model.pt, snapshots/, training-state.pt, log.jsonl.")
-@click.option("--precond", type=click.Choice(["edm", "vp", "ve", "fdm_edm", "fdm_vp", "fdm_ve"]), default="edm",
-              show_default=True, help="Preconditioning and loss (EDM Table 1; fdm_*: FDM's c_in = s(sigma)).")
+@click.option("--precond", type=click.Choice(["edm", "vp", "ve", "fdm_edm", "fdm_vp", "fdm_ve", "flow"]), default="edm",
+              show_default=True, help="Preconditioning and loss (EDM Table 1; fdm_*: FDM's c_in = s(sigma); "
+                                      "flow: rectified-flow velocity network, flow-matching loss).")
 @click.option("--fdm-multiplier", type=float, default=2.0, show_default=True,
               help="FDM's m in s(sigma) = exp(-mB)(1+mB) (sail-sg/FDM train.py default 2).")
 @click.option("--warmup-ite", type=click.IntRange(1), default=None,

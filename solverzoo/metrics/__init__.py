@@ -1,7 +1,7 @@
 """Sample-quality metrics: kernel distance in the whitened basis (analytic models), Frechet distance,
 spectral error, and :func:`evaluate`, the bench's scale for any sample set."""
 
-from . import pathwise  # noqa: F401  (declares the pathwise metrics in .catalog)
+from . import modes, pathwise  # noqa: F401  (they declare their metrics in .catalog)
 from .evaluate import Scorer, evaluate, make_scorer
 from .fd import (
     ExactReference,

@@ -1,14 +1,19 @@
 """What every metric of a bench row is, declared once: name, title, direction, and how the tables and
 plots show it.  Rows carry ``metrics: {name: value}``; the tables, the CSV, the plots and ``evaluate``
 iterate over the declarations, so a new metric is one module of :mod:`solverzoo.metrics`: the code
-that computes it and its :class:`MetricInfo`, given to :func:`declare` (as :mod:`.pathwise` does).
+that computes it and its :class:`MetricInfo`, given to :func:`declare` (as :mod:`.pathwise` does), or,
+for a metric of the samples alone, to :func:`declare_sample_metric` (as :mod:`.modes` does), which every
+scorer then computes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
-__all__ = ["MetricInfo", "METRICS", "declare", "metric_info", "describe_metrics"]
+__all__ = ["MetricInfo", "METRICS", "declare", "metric_info", "describe_metrics", "SampleMetric", "SAMPLE_METRICS",
+           "declare_sample_metric", "sample_metrics"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,34 @@ def declare(*infos: MetricInfo) -> tuple[MetricInfo, ...]:
     for info in infos:
         METRICS[info.name] = info
     return infos
+
+
+@dataclass(frozen=True)
+class SampleMetric:
+    """A metric of a sample set alone: ``compute(model, x) -> float`` on the samples ``x`` (N, *shape),
+    for the models where ``applies(model)``.  Every scorer (the bench's rows, ``evaluate``, ``score``)
+    adds it to ``metrics`` wherever it applies."""
+
+    info: MetricInfo
+    applies: Callable[[Any], bool]
+    compute: Callable[[Any, Any], float]
+
+
+#: The sample-set metrics, by name (filled by :func:`declare_sample_metric`).
+SAMPLE_METRICS: dict[str, SampleMetric] = {}
+
+
+def declare_sample_metric(info: MetricInfo, applies: Callable[[Any], bool],
+                          compute: Callable[[Any, Any], float]) -> SampleMetric:
+    """Declare a metric computed from the samples and the model (see :class:`SampleMetric`)."""
+    declare(info)
+    SAMPLE_METRICS[info.name] = metric = SampleMetric(info, applies, compute)
+    return metric
+
+
+def sample_metrics(model) -> list[SampleMetric]:
+    """The sample-set metrics that apply to ``model``, in declaration order."""
+    return [m for m in SAMPLE_METRICS.values() if m.applies(model)]
 
 
 def metric_info(name: str) -> MetricInfo:

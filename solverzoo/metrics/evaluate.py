@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .catalog import sample_metrics
 from .fd import exact_reference, make_feature, metric_name
 from .mmd import kernel_reference
 from .spectrum import exact_radial_power, spectral_scores
@@ -114,6 +115,7 @@ class Scorer:
         metrics = {"fd": fd_value, "fd_excess": None if fd_floor is None or fd_value is None else fd_value - fd_floor}
         if self._spectrum is not None:
             metrics.update({k: secondaries[k] for k in ("spectral_error", "hf_ratio")})
+        metrics.update({m.info.name: m.compute(self.model, x) for m in sample_metrics(self.model)})
         metrics = {k: v for k, v in metrics.items() if k in self.declared()}
         return {"metric": self.metric, "value": value, "uncertainty": uncertainty, "oracle_floor": floor,
                 "excess": None if floor is None else value - floor, "num_samples": len(x),
@@ -123,7 +125,8 @@ class Scorer:
         """The metrics :meth:`score` returns under "metrics" besides the primary value (names declared in
         :mod:`solverzoo.metrics.catalog`)."""
         fd = [] if self.fd_metric in (None, self.metric) else ["fd", "fd_excess"]  # an FD primary is the value
-        return fd + (["spectral_error", "hf_ratio"] if self._spectrum is not None else [])
+        return (fd + (["spectral_error", "hf_ratio"] if self._spectrum is not None else [])
+                + [m.info.name for m in sample_metrics(self.model)])
 
 
 def _bootstrap_std(reference, feats: Tensor, seed: int, rounds: int = BOOTSTRAP_ROUNDS) -> float:
@@ -156,7 +159,8 @@ def make_scorer(model, feature: str | None = None, num_samples: int = 500, seed:
         spectral_floor = spectral_scores(data, spectrum) if spectrum is not None else None
         if primary:
             kernel = kernel_reference(model)
-            note = (f"{PRIMARY_ANALYTIC}: 1000 x unbiased MMD^2 (Gaussian kernel, bandwidth^2 = mean squared distance of the reference) between the samples "
+            note = (f"{PRIMARY_ANALYTIC}: 1000 x unbiased MMD^2 (Gaussian kernel, "
+                    f"bandwidth^2 = mean squared distance of the reference) between the samples "
                     f"and {len(kernel.y)} exact samples, in the model's whitened basis Sigma^-1/2 (x - mean); "
                     f"unbiased, so the oracle floor is 0 at every N and excess = value; uncertainty = first-order "
                     f"std of the U-statistic. Secondary {fd_metric}: Frechet distance against the exact moments "

@@ -23,8 +23,8 @@ from ``eigh`` for singular C2) so each further distance costs two matmuls and on
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -141,7 +141,7 @@ class FeatureStats:
     def dim(self) -> int | None:
         return None if self._sum is None else self._sum.numel()
 
-    def update(self, batch: Tensor) -> "FeatureStats":
+    def update(self, batch: Tensor) -> FeatureStats:
         x = batch if torch.is_tensor(batch) else torch.from_numpy(np.asarray(batch))
         f = self._map(x.detach()).to(device=self.device, dtype=_F64)
         if f.shape[0] == 0:
@@ -379,7 +379,9 @@ def exact_reference(model, feature: str = "pixels") -> ExactReference:
     return ref
 
 
-def oracle_floor(model, feature: str = "pixels", num_samples: int = 10_000, seed: int = 0, batch_size: int = 500) -> float:
+def oracle_floor(
+    model, feature: str = "pixels", num_samples: int = 10_000, seed: int = 0, batch_size: int = 500
+) -> float:
     """FD of ``num_samples`` exact samples (stream DATA of ``seed``) vs the exact moments.
 
     This is the finite-sample floor of the estimator: a perfect sampler scores about

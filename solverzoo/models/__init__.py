@@ -102,6 +102,21 @@ def _digits_cond_unet(**options) -> Model:
 MODELS.register("digits-cond-unet", _digits_cond_unet)
 
 
+def _digits_flow_unet(shift: float = 1.0, **options) -> Model:
+    """The shipped rectified-flow velocity UNet on the digits (flow-matching loss, logit-normal t;
+    solverzoo train --precond flow), under the flow process with sampling shift ``shift`` (the
+    native grid flow_shift; the network is the same whatever the shift)."""
+    from .learned import load_shipped
+
+    model = load_shipped("digits-flow-unet", **options)
+    trained = model.process
+    model.process = get_process("flow", t_min=trained.t_min, t_max=trained.t_max, shift=float(shift))
+    return model
+
+
+MODELS.register("digits-flow-unet", _digits_flow_unet)
+
+
 def list_models() -> list[str]:
     return MODELS.names()
 

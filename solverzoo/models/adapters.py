@@ -16,6 +16,10 @@ Everything loads from a local path; nothing is downloaded (diffusers runs with
     between the two neighbouring discrete sigmas (k-diffusion's ``DiscreteEpsDDPMDenoiser``
     / ``DiscreteSchedule.sigma_to_t``).  ``sample`` and ``v_prediction`` schedulers are
     converted too (D = output; D = s^2 x_hat - s sigma v).
+  - flow-matching models (``FlowMatchEulerDiscreteScheduler``, the SD3 / Flux scheduler): a
+    UNet2DModel predicting the rectified-flow velocity v = n - x0 at x_t = (1 - t) x0 + t n with
+    timestep 1000 t, under :class:`~solverzoo.processes.FlowProcess` with the scheduler's shift
+    (or its resolution-dependent shift): D = x_t - t v (:class:`FlowNetworkModel`).
   - score_sde NCSN++ VE models (google/ncsnpp-* layout, ``ScoreSdeVeScheduler``, a UNet with
     ``time_embedding_type="fourier"``): the UNet takes sigma as its timestep and returns the
     score, so D(x_hat; sigma) = x_hat + sigma^2 score(x_hat, sigma), under
@@ -27,6 +31,10 @@ Everything loads from a local path; nothing is downloaded (diffusers runs with
   and shape come from the options (``process=``, ``process_options=``, ``shape=``) or from the
   network's attributes (EDM's ``img_channels``, ``img_resolution``, ``sigma_min``, ``sigma_max``);
   the default process is EDM over the network's sigma range.
+
+* rectified-flow networks ``net(x_t, t)`` (option ``flow_prediction=velocity|sample|epsilon``, with
+  ``time_scale``: the network's time input is ``time_scale * t``): :class:`FlowNetworkModel` under
+  the ``flow`` process (:func:`flow_denoised` gives D from each kind of output).
 
 * solverzoo's own networks: a checkpoint or TorchScript file (``solverzoo.models.learned``).
 
@@ -50,7 +58,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..processes import DiscreteVPProcess, Process, VEProcess, get_process
+from ..processes import DiscreteVPProcess, FlowProcess, Process, VEProcess, flow_dynamic_shift_mu, get_process
 from .base import Model
 from .learned import DenoiserModel, load_solverzoo_file
 
@@ -60,6 +68,10 @@ __all__ = [
     "DiffusersScoreVEModel",
     "PREDICTION_TYPES",
     "ddpm_denoised",
+    "FlowNetworkModel",
+    "FLOW_PREDICTIONS",
+    "flow_denoised",
+    "flow_process_from_scheduler",
     "load_diffusers",
     "load_entry_point",
     "load_model",
@@ -200,10 +212,127 @@ class DiffusersScoreVEModel(_DiffusersModel):
         return x_hat + sig**2 * score.to(x_hat.dtype)
 
 
-def load_diffusers(path: str | Path, name: str | None = None, quantize: bool = False, **unknown) -> Model:
-    """A local diffusers folder (see the module docstring) as a model."""
+# ----------------------------------------------------------------------------- rectified flow
+#: what a flow network predicts: the velocity v = n - x0, the data x0 ("sample") or the noise n
+FLOW_PREDICTIONS = ("velocity", "sample", "epsilon")
+
+
+def flow_denoised(output: Tensor, x_hat: Tensor, sigma: Tensor, prediction: str = "velocity") -> Tensor:
+    """D(x_hat; sigma) from a rectified-flow network's output at x_t = (1 - t) x0 + t n
+    (solverzoo.processes.FlowProcess: t = sigma / (1 + sigma), x_t = (1 - t) x_hat):
+
+        velocity v = n - x0:  D = x_t - t v   (x_t - t (n - x0) = (1 - t) x0 + t n - t n + t x0 = x0)
+        sample x0:            D = output
+        epsilon n:            D = x_hat - sigma n   (x_hat = x_t / (1 - t) = x0 + sigma n)
+
+    ``sigma`` has shape (B,); the arithmetic is done in ``x_hat``'s dtype."""
+    if prediction not in FLOW_PREDICTIONS:
+        raise ValueError(f"unknown flow prediction {prediction!r}; choose one of {', '.join(FLOW_PREDICTIONS)}")
+    sig = sigma.to(device=x_hat.device, dtype=x_hat.dtype).reshape(-1, *([1] * (x_hat.ndim - 1)))
+    out = output.to(x_hat.dtype)
+    if prediction == "sample":
+        return out
+    if prediction == "epsilon":
+        return x_hat - sig * out
+    t = sig / (1 + sig)
+    return x_hat / (1 + sig) - t * out
+
+
+class FlowNetworkModel(Model):
+    """A rectified-flow network ``net(x_t, time_scale * t)`` (returning the prediction, or an object
+    with ``.sample`` as diffusers' UNets do) as a solverzoo model: the solver's (x_hat, sigma) become
+    t = sigma / (1 + sigma), x_t = (1 - t) x_hat, and the output becomes D by :func:`flow_denoised`."""
+
+    kind = "flow"
+
+    def __init__(self, net, process: FlowProcess, shape, prediction: str = "velocity", time_scale: float = 1.0,
+                 name: str = "flow", source: str = "", data: str | None = None, default_feature: str | None = None,
+                 meta: dict | None = None):
+        if not callable(net):
+            raise ValueError(f"model {name!r}: the flow network must be callable as net(x_t, t)")
+        if not isinstance(process, FlowProcess):
+            raise ValueError(f"model {name!r}: a flow network needs the flow process, got {process.name!r}")
+        if prediction not in FLOW_PREDICTIONS:
+            raise ValueError(f"model {name!r}: unknown flow prediction {prediction!r}; choose one of "
+                             f"{', '.join(FLOW_PREDICTIONS)}")
+        self.net, self.process, self.shape = net, process, tuple(int(n) for n in shape)
+        self.prediction, self.time_scale = prediction, float(time_scale)
+        self.name, self.source, self.data, self.default_feature = name, source, data, default_feature
+        self.meta = dict(meta or {})
+        if isinstance(net, nn.Module):
+            net.eval()
+
+    @property
+    def net_dtype(self) -> torch.dtype:
+        if isinstance(self.net, nn.Module):
+            for p in self.net.parameters():
+                return p.dtype
+        return torch.float32
+
+    def to(self, device, dtype=None):
+        if isinstance(self.net, nn.Module):
+            self.net.to(device)
+        return self
+
+    def denoise(self, x_hat: Tensor, sigma: Tensor) -> Tensor:
+        dtype = self.net_dtype
+        x = x_hat.to(_F64)
+        sig = sigma.to(device=x_hat.device, dtype=_F64)
+        t = sig / (1 + sig)
+        x_t = x / (1 + sig.reshape(-1, *([1] * (x.ndim - 1))))
+        with torch.no_grad():
+            out = self.net(x_t.to(dtype), (self.time_scale * t).to(dtype))
+        out = getattr(out, "sample", out)
+        return flow_denoised(out, x, sig, self.prediction).to(x_hat.dtype)
+
+    def describe(self) -> dict:
+        out = {**super().describe(), "kind": self.kind, "prediction": self.prediction, "time_scale": self.time_scale}
+        if self.source:
+            out["source"] = self.source
+        if isinstance(self.net, nn.Module):
+            out["parameters"] = sum(p.numel() for p in self.net.parameters())
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+
+def flow_process_from_scheduler(config: dict, shape=None, mu: float | None = None,
+                                t_max: float | None = None) -> FlowProcess:
+    """The :class:`FlowProcess` of a ``FlowMatchEulerDiscreteScheduler`` config: its ``shift``, t_min =
+    1 / num_train_timesteps, and with ``use_dynamic_shifting`` the resolution-dependent shift with
+    ``mu`` (given, else :func:`~solverzoo.processes.flow_dynamic_shift_mu` of the image's token count
+    (H / 2) (W / 2), the 2 x 2 patches of the SD3 / Flux transformers, and the config's
+    ``base_image_seq_len``, ``max_image_seq_len``, ``base_shift``, ``max_shift``)."""
+    unsupported = [k for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "shift_terminal",
+                               "invert_sigmas", "stochastic_sampling") if config.get(k)]
+    if unsupported:
+        raise ValueError(f"flow scheduler options {', '.join(unsupported)} change the sampler, not the model; "
+                         f"the adapter reads plain FlowMatchEulerDiscreteScheduler configs (use the zoo's grids)")
+    n_train = int(config.get("num_train_timesteps", 1000))
+    options: dict[str, Any] = {"t_min": 1.0 / n_train, "shift": float(config.get("shift", 1.0))}
+    if t_max is not None:
+        options["t_max"] = float(t_max)
+    if config.get("use_dynamic_shifting"):
+        if mu is None:
+            if shape is None:
+                raise ValueError("dynamic shifting needs mu or the image shape")
+            seq_len = (int(shape[-2]) // 2) * (int(shape[-1]) // 2)
+            mu = flow_dynamic_shift_mu(seq_len, int(config.get("base_image_seq_len", 256)),
+                                       int(config.get("max_image_seq_len", 4096)),
+                                       float(config.get("base_shift", 0.5)), float(config.get("max_shift", 1.15)))
+        options.update(mu=float(mu), time_shift_type=str(config.get("time_shift_type", "exponential")))
+    elif mu is not None:
+        raise ValueError("mu applies to schedulers with use_dynamic_shifting; this one has a fixed shift")
+    return FlowProcess(**options)
+
+
+def load_diffusers(path: str | Path, name: str | None = None, quantize: bool = False, prediction: str | None = None,
+                   mu: float | None = None, t_max: float | None = None, **unknown) -> Model:
+    """A local diffusers folder (see the module docstring) as a model.  Flow-matching folders take
+    ``prediction`` (velocity, the default; sample or epsilon), ``mu`` (dynamic shifting) and ``t_max``."""
     if unknown:
-        raise ValueError(f"diffusers models take the options name, quantize; got {', '.join(sorted(unknown))}")
+        raise ValueError(f"diffusers models take the options name, quantize, prediction, mu, t_max; got "
+                         f"{', '.join(sorted(unknown))}")
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such folder (a diffusers model folder is needed; nothing is downloaded)")
@@ -240,6 +369,20 @@ def load_diffusers(path: str | Path, name: str | None = None, quantize: bool = F
                             t_min=float(sched_cfg.get("sampling_eps", 1e-5)))
         unet = _load_unet(diffusers, unet_dir)
         return DiffusersScoreVEModel(unet, process, shape, name=name, source=str(path))
+    flow = sched_cls == "FlowMatchEulerDiscreteScheduler"
+    if not flow and (prediction is not None or mu is not None or t_max is not None):
+        raise ValueError(f"options prediction, mu, t_max apply to flow-matching folders "
+                         f"(FlowMatchEulerDiscreteScheduler); {path} has a {sched_cls}")
+    if flow:
+        if config.get("time_embedding_type", "positional") == "fourier":
+            raise ValueError(f"{unet_dir / 'config.json'}: a Fourier-embedded (NCSN++) UNet with a flow scheduler; "
+                             f"expected a UNet taking the timestep 1000 t")
+        sched_options = {k: v for k, v in sched_cfg.items() if not k.startswith("_")}
+        process = flow_process_from_scheduler(sched_options, shape, mu=mu, t_max=t_max)
+        unet = _load_unet(diffusers, unet_dir)
+        return FlowNetworkModel(unet, process, shape, prediction=prediction or "velocity",
+                                time_scale=float(sched_options.get("num_train_timesteps", 1000)), name=name,
+                                source=str(path))
     scheduler_cls = getattr(diffusers, str(sched_cls), None)
     if scheduler_cls is None:
         raise ValueError(f"{sched_path}: unknown scheduler class {sched_cls!r}")
@@ -272,7 +415,8 @@ def _load_unet(diffusers, unet_dir: Path) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- entry points
-_ADAPTER_KEYS = ("shape", "process", "process_options", "name", "data", "default_feature")
+_ADAPTER_KEYS = ("shape", "process", "process_options", "name", "data", "default_feature", "flow_prediction",
+                 "time_scale")
 _ENTRY = re.compile(r"^(?P<module>[A-Za-z_][\w.]*|.+\.py):(?P<attr>[A-Za-z_][\w.]*)$")
 
 
@@ -325,10 +469,13 @@ def load_entry_point(spec: str, **options: Any) -> Model:
 
 def wrap_denoiser(obj, name: str = "denoiser", shape=None, process: str | Process | None = None,
                   process_options: dict | None = None, data: str | None = None,
-                  default_feature: str | None = None) -> Model:
-    """A Model as is; a module / callable D(x, sigma) wrapped in a :class:`DenoiserModel`."""
+                  default_feature: str | None = None, flow_prediction: str | None = None,
+                  time_scale: float | None = None) -> Model:
+    """A Model as is; a module / callable D(x, sigma) wrapped in a :class:`DenoiserModel`; with
+    ``flow_prediction`` a rectified-flow network net(x_t, time_scale t) wrapped in a
+    :class:`FlowNetworkModel` (process ``flow`` by default)."""
     if isinstance(obj, Model):
-        if shape is not None or process is not None or process_options:
+        if shape is not None or process is not None or process_options or flow_prediction or time_scale:
             raise ValueError(f"model {name!r} is already a solverzoo Model; shape/process options do not apply")
         return obj
     if not callable(obj):
@@ -342,6 +489,13 @@ def wrap_denoiser(obj, name: str = "denoiser", shape=None, process: str | Proces
         shape = (int(c), int(r), int(r))
     if isinstance(shape, str):
         shape = json.loads(shape)
+    if flow_prediction is None and time_scale is not None:
+        raise ValueError(f"model {name!r}: time_scale applies to flow networks; give flow_prediction too")
+    if flow_prediction is not None:
+        proc = process if isinstance(process, Process) else get_process(process or "flow", **(process_options or {}))
+        return FlowNetworkModel(obj, proc, shape, prediction=flow_prediction,
+                                time_scale=1.0 if time_scale is None else float(time_scale), name=name, source=name,
+                                data=data, default_feature=default_feature)
     if isinstance(process, Process):
         proc = process
     else:

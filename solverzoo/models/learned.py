@@ -51,17 +51,20 @@ TORCHSCRIPT_META = "solverzoo.json"
 
 #: shipped checkpoints (package data under solverzoo/checkpoints/): model name -> file
 SHIPPED = {"digits-unet": "digits_unet.pt", "patches-unet": "patches_unet.pt",
-           "digits-cond-unet": "digits_cond_unet.pt"}
+           "digits-cond-unet": "digits_cond_unet.pt", "digits-flow-unet": "digits_flow_unet.pt"}
 #: what a shipped model's checkpoint may leave unset: its data (the bench's FD reference and the
 #: PDS/TDAS statistics, solverzoo.data) and its default feature space (solverzoo.metrics.features)
 SHIPPED_DEFAULTS = {
     "digits-unet": {"data": "digits", "default_feature": "digits_classifier"},
+    "digits-flow-unet": {"data": "digits", "default_feature": "digits_classifier"},
     # fd_pool8 (8 x 8 average pools, 192-d, N = 500 > d): Inception features cost ~0.7 s per image on
     # a busy CPU core, too slow for a default; --feature inception with a fid-ref reference on a GPU
     "patches-unet": {"data": "patches", "default_feature": "pool:8"},
 }
 #: how to make a shipped checkpoint that is not there
 SHIPPED_RECIPES = {
+    "digits-flow-unet": "solverzoo train --out runs/flow --precond flow --iterations 4000 --threads 1 "
+                        "--checkpoint-every 250 --export solverzoo/checkpoints/digits_flow_unet.pt",
     "patches-unet": "solverzoo train --data patches --out runs/patches --precond edm --iterations 2400 "
                     "--batch-size 64 --channels 24 --channel-mult 1,2,2,2 --ema-halflife-kimg 10 --threads 1 "
                     "--export solverzoo/checkpoints/patches_unet.pt",

@@ -221,7 +221,7 @@ class UNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------- preconditioning
-PRECONDS = ("edm", "vp", "ve", "fdm_edm", "fdm_vp", "fdm_ve")
+PRECONDS = ("edm", "vp", "ve", "fdm_edm", "fdm_vp", "fdm_ve", "flow")
 
 #: process name and options for each parameterisation (the network's noise range)
 PRECOND_PROCESS: dict[str, tuple[str, dict]] = {
@@ -231,6 +231,7 @@ PRECOND_PROCESS: dict[str, tuple[str, dict]] = {
     "fdm_edm": ("fdm-edm", {"sigma_min": 0.002, "sigma_max": 80.0}),
     "fdm_vp": ("fdm-vp", {"beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-5}),
     "fdm_ve": ("fdm-ve", {"sigma_min": 0.02, "sigma_max": 100.0, "t_min": 1e-5}),
+    "flow": ("flow", {}),
 }
 
 
@@ -263,7 +264,12 @@ class Precond(nn.Module):
     vp            1                      -sigma                   1 / sqrt(sigma^2 + 1)     (M - 1) t(sigma)
     ve            1                      sigma                    1                         log(sigma / 2)
     fdm_*         as the base            as the base              s(sigma) (FDM scale)      as the base
+    flow          1 - t                  -t                       1 - t                     t
     ============  =====================  =======================  ========================  ===================
+
+    ``flow`` is a velocity network on rectified flow (solverzoo.processes.FlowProcess, t = sigma / (1 + sigma)):
+    F(x_t, t) predicts v = n - x0 at x_t = (1 - t) x_hat, and D = x_t - t F (Liu et al. 2023; SD3, Esser et
+    al. 2024, Eq. 3), so |D - x0|^2 = t^2 |F - v|^2.
 
     FDM's official ``FDM_VEPrecond`` ignores the multiplier (m = 1); here it is honoured, as in
     ``solverzoo.processes.FDMVEProcess`` (m = 1 reproduces the official VE-FDM).
@@ -294,6 +300,10 @@ class Precond(nn.Module):
     def coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         sd = self.pconfig.sigma_data
         base = self.kind.replace("fdm_", "")
+        if base == "flow":
+            t = sigma / (1 + sigma)
+            one_minus_t = 1 / (1 + sigma)
+            return one_minus_t, -t, one_minus_t, t
         if base == "edm":
             c_skip = sd**2 / (sigma**2 + sd**2)
             c_out = sigma * sd / (sigma**2 + sd**2).sqrt()

@@ -13,7 +13,8 @@ returns the input's dtype.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Protocol, Sequence, runtime_checkable
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -55,7 +56,7 @@ class Preconditioner(Protocol):
 
     def check_shape(self, image_shape: Sequence[int]) -> None: ...
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Preconditioner": ...
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Preconditioner: ...
 
     def describe(self) -> dict: ...
 
@@ -149,7 +150,7 @@ class Identity:
     def check_shape(self, image_shape: Sequence[int]) -> None:
         image_shape_of(image_shape)
 
-    def to(self, device=None, dtype=None) -> "Identity":
+    def to(self, device=None, dtype=None) -> Identity:
         return self
 
     def describe(self) -> dict:
@@ -218,7 +219,7 @@ class SpaceFilter(_Filter):
         dt = self._prep(v)
         return (v.to(dt) * self._s(v, dt).square()).to(v.dtype)
 
-    def to(self, device=None, dtype=None) -> "SpaceFilter":
+    def to(self, device=None, dtype=None) -> SpaceFilter:
         self.values = self.values.to(device=device, dtype=dtype)
         return self
 
@@ -288,7 +289,7 @@ class FrequencyFilter(_Filter):
     def drift(self, v: Tensor) -> Tensor:
         return self._apply(v, 2)
 
-    def to(self, device=None, dtype=None) -> "FrequencyFilter":
+    def to(self, device=None, dtype=None) -> FrequencyFilter:
         self.values = self.values.to(device=device, dtype=dtype)
         self.effective = self.effective.to(device=device, dtype=dtype)
         if self._dh is not None:
@@ -340,7 +341,7 @@ class Composed:
         self.space.check_shape(image_shape)
         self.frequency.check_shape(image_shape)
 
-    def to(self, device=None, dtype=None) -> "Composed":
+    def to(self, device=None, dtype=None) -> Composed:
         self.space.to(device, dtype)
         self.frequency.to(device, dtype)
         return self

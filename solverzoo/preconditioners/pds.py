@@ -16,8 +16,9 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -309,7 +310,8 @@ def load_filters(
             base = os.path.basename(path).lower()
             has_f, has_s = "freq" in base, "space" in base
             if has_f == has_s:
-                raise ValueError(f"{path}: cannot tell a frequency from a space mask by name; pass role='freq' or 'space'")
+                raise ValueError(f"{path}: cannot tell a frequency from a space mask by name; "
+                                 "pass role='freq' or 'space'")
             role = "freq" if has_f else "space"
         if role not in ("freq", "space"):
             raise ValueError(f"role must be 'freq' or 'space', got {role!r}")
@@ -333,7 +335,8 @@ def load_pds_preconditioner(
             continue
         got = load_filters(p, image_shape, role=role)
         if got.kind != "statistic":
-            raise ValueError(f"{got.path}: holds {got.kind} values, not PDS statistics; use FilterFile.preconditioner()")
+            raise ValueError(f"{got.path}: holds {got.kind} values, not PDS statistics; "
+                             "use FilterFile.preconditioner()")
         if role == "freq":
             freq = got.freq
         else:

@@ -16,8 +16,8 @@ filter ``s`` of ``M = F^-1 diag(f) F diag(s)``, which shapes the initial sample 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -153,7 +153,8 @@ def tdas_space_filter(
     else:
         s = (m_hat + softness - 1.0) / softness
         if not float(s.min()) > 0:
-            raise ValueError(f"softness={softness} makes the space filter non-positive; need softness > {1 - float(m_hat.min()):.6g}")
+            raise ValueError(f"softness={softness} makes the space filter non-positive; "
+                             f"need softness > {1 - float(m_hat.min()):.6g}")
     if normalize == "rms":
         s = s / s.square().mean().sqrt()
     return s
@@ -232,7 +233,9 @@ def tdas_preconditioner(
         freq.check_shape((c, h, w))
     if mean_image is not None:
         s = tdas_space_filter(mean_image, softness, gamma=gamma, normalize=normalize).to(dtype)
-        space = SpaceFilter(s, meta={**meta, "softness": float(softness), "gamma": float(gamma), "normalize": normalize})
+        space = SpaceFilter(
+            s, meta={**meta, "softness": float(softness), "gamma": float(gamma), "normalize": normalize}
+        )
         space.check_shape((c, h, w))
     if freq is not None and space is not None:
         return Composed(space, freq)

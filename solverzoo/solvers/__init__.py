@@ -12,9 +12,21 @@ writes the presets that a general class serves as short readable updates.  Addin
 module: a ``@register`` class with its ``info``.
 """
 
+from . import (  # noqa: F401  (registration)  # noqa: F401  (registration: peers)  # noqa: F401  (registration: 2026 solvers)
+    dpm_solver,
+    edm,
+    er_sde,
+    fdm,
+    k_diffusion_family,
+    momentum,
+    multistep,
+    preconditioned,
+    reference,
+    restart,
+    sa_solver,
+    score_sde,
+    seeds,
+)
 from .base import SOLVERS, Context, Solver, SolverInfo, get_solver, list_solvers, register, solver_info
-from . import edm, fdm, preconditioned, score_sde, seeds  # noqa: F401  (registration)
-from . import dpm_solver, k_diffusion_family, momentum, multistep, reference  # noqa: F401  (registration: peers)
-from . import er_sde, restart, sa_solver  # noqa: F401  (registration: 2026 solvers)
 
 __all__ = ["SOLVERS", "Context", "Solver", "SolverInfo", "get_solver", "list_solvers", "register", "solver_info"]

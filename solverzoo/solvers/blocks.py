@@ -11,8 +11,8 @@ exact data-prediction solution is x_t = (sigma_t / sigma_s) x_s + int_0^h e^{-(h
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from functools import cache
 
 from numpy.polynomial import Polynomial
 from torch import Tensor
@@ -136,7 +136,7 @@ def exponential_lagrange_weights(nodes: Sequence[float], a: float, b: float, k: 
     return weights
 
 
-@lru_cache(maxsize=None)
+@cache
 def adams_gammas(k: int) -> tuple[float, ...]:
     """gamma_0..gamma_{k-1} of the Adams-Bashforth backward-difference series:
     gamma_j = 1 - sum_{i<j} gamma_i / (j + 1 - i)  (1, 1/2, 5/12, 3/8, 251/720, ...)."""
