@@ -122,3 +122,11 @@ def test_cli_heldout_reports_and_refuses_bad_values(tmp_path):
     assert "held-out loss" in result.output and "on 32 images" in result.output
     bad = runner.invoke(main, args[:-4] + ["--heldout", "5000", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--heldout 5000" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("precond", ["flow", "fdm_edm"])
+def test_heldout_with_other_objectives(tmp_path, data, precond):
+    extra = {"warmup_ite": 2} if precond.startswith("fdm") else {}
+    train(_config(precond=precond, iterations=4, **extra), tmp_path / "r", data=data)
+    curve = load_checkpoint(tmp_path / "r" / "model.pt").meta["heldout"]["curve"]
+    assert [k for k, _ in curve] == [2, 4] and all(v > 0 and v == v for _, v in curve)
