@@ -126,7 +126,8 @@ class NoiseSource(_PerSampleNoise):
     def randn(self, shape: Sequence[int]) -> Tensor:
         """One standard normal draw per sample, stacked along a new batch axis."""
         shape = tuple(int(n) for n in shape)
-        out = torch.empty((len(self.generators), *shape), dtype=torch.float64 if self.dtype == torch.float64 else torch.float32)
+        work = torch.float64 if self.dtype == torch.float64 else torch.float32
+        out = torch.empty((len(self.generators), *shape), dtype=work)
         # row.normal_ is what torch.randn(out=row) runs after its argument parsing and resize:
         # the same values from the same generator state, with less per-row Python overhead
         for row, gen in zip(out.unbind(0), self.generators):

@@ -37,7 +37,8 @@ from .common import (
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--channels", type=click.IntRange(8), default=16, show_default=True, help="UNet width at full resolution.")
+@click.option("--channels", type=click.IntRange(8), default=16, show_default=True,
+              help="UNet width at full resolution.")
 @click.option("--channel-mult", default="1,2,2", show_default=True, help="Width multipliers, one per resolution.")
 @click.option("--dropout", type=float, default=0.1, show_default=True)
 @click.option("--ema-halflife-kimg", type=float, default=50.0, show_default=True)
