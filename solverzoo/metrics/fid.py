@@ -26,6 +26,7 @@ A sample set can score below the floor by that noise alone.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,20 +221,21 @@ def reference_cache_key(reference: str, feature: str, extractor: FeatureExtracto
     of it: every model sampling the same data shares the entry."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import data as data_module
+    from ..data import DATASETS
     from .features import parse_feature_name
 
     kind, _ = parse_feature_name(feature)
     if kind == "custom":
         return None
-    if str(reference) in data_module.DATASETS:
+    if str(reference) in DATASETS:
         versions = {}
         for package in ("scikit-learn", "scikit-image"):
             try:
                 versions[package] = version(package)
             except PackageNotFoundError:
                 versions[package] = None
-        code = hashlib.sha256(Path(data_module.__file__).read_bytes()).hexdigest()
+        source = importlib.import_module("..data", __package__).__file__  # the code that makes the data
+        code = hashlib.sha256(Path(source).read_bytes()).hexdigest()
         data = {"dataset": str(reference), "code": code, "packages": versions}
     elif Path(reference).exists():
         data = file_fingerprint(reference)
