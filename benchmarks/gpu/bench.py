@@ -203,10 +203,10 @@ def bench_solvers(device: torch.device, models: list[tuple[str, object, str, int
 
 
 # ----------------------------------------------------------------------------- whole bench commands
-BENCH_COMMANDS = {
-    "default bench": [],
+BENCH_COMMANDS = {  # the learned-model bench first: it is the shorter one
     "patches-unet pc,seeds2 NFE 10 N 32": ["--model", "patches-unet", "--solvers", "pc,seeds2", "--nfe", "10",
                                            "--num-samples", "32"],
+    "default bench": [],
 }
 QUICK_BENCH_COMMANDS = {
     "gmm-image 8x8 euler,seeds2 NFE 4 N 20": ["--model", "gmm-image", "-m", "resolution=8", "--solvers",
@@ -216,25 +216,28 @@ QUICK_BENCH_COMMANDS = {
 
 def bench_commands(device: torch.device, commands: dict[str, list[str]], budget_s: float, start: float,
                    threads: int | None) -> list[dict]:
-    """Wall seconds of each ``solverzoo bench`` command per noise source, with a cold and a warm disk cache."""
+    """Wall seconds of each ``solverzoo bench`` command per noise source, with a cold and a warm disk cache
+    (one cache folder per noise source).  The order is cpu cold, philox cold, cpu warm, philox warm, so that
+    a run stopped by the budget still has both sources side by side."""
     rows = []
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     for label, extra in commands.items():
-        for noise in ("cpu", "philox"):
-            row = {"command": label, "noise": noise, "args": extra, "device": str(device)}
-            with tempfile.TemporaryDirectory() as tmp:
-                env["SOLVERZOO_CACHE"] = str(Path(tmp) / "cache")
-                for cache in ("cold", "warm"):
+        by_noise = {noise: {"command": label, "noise": noise, "args": extra, "device": str(device)}
+                    for noise in ("cpu", "philox")}
+        with tempfile.TemporaryDirectory() as tmp:
+            for cache in ("cold", "warm"):
+                for noise, row in by_noise.items():
+                    env["SOLVERZOO_CACHE"] = str(Path(tmp) / f"cache-{noise}")
                     if time.perf_counter() - start > budget_s:
                         print(f"time budget of {budget_s:.0f} s reached: bench {label} {noise} {cache} skipped",
                               flush=True)
                         row[f"{cache}_s"], row[f"{cache}_status"] = None, "skipped (time budget)"
                         continue
                     cmd = [sys.executable, "-m", "solverzoo", "bench", *extra, "--device", str(device), "--noise",
-                           noise, "--out", str(Path(tmp) / f"out-{cache}")]
+                           noise, "--out", str(Path(tmp) / f"out-{noise}-{cache}")]
                     t0 = time.perf_counter()
                     left = max(30.0, budget_s - (t0 - start))  # a run is stopped at the budget, not after it
                     try:
@@ -246,7 +249,7 @@ def bench_commands(device: torch.device, commands: dict[str, list[str]], budget_
                     row[f"{cache}_s"] = time.perf_counter() - t0
                     print(f"bench {label} noise={noise} {cache} cache: {row[f'{cache}_s']:.1f} s "
                           f"[{row[f'{cache}_status']}]", flush=True)
-            rows.append(row)
+        rows += by_noise.values()
     return rows
 
 
