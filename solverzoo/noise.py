@@ -10,12 +10,12 @@ sample.  Sample ``i`` of a run with seed ``S`` owns two independent streams:
 Two sources give these draws, with the same interface (``randn``, ``randn_like``,
 ``len``, ``draws``, ``generators``):
 
-* :class:`NoiseSource` (``noise="cpu"``, the default): one CPU ``torch.Generator`` per
+* :class:`NoiseSource` (``noise="cpu"``, the default on the CPU): one CPU ``torch.Generator`` per
   sample, draws moved to the target device.  The same seed gives the same sample on CPU
   and CUDA (Karras et al. 2022 use one generator per image seed for the same reason);
   it reproduces every earlier result exactly, and costs one generator call per sample
   per draw on the host.
-* :class:`PhiloxNoiseSource` (``noise="philox"``): the counter-based generator
+* :class:`PhiloxNoiseSource` (``noise="philox"``, the default on CUDA): the counter-based generator
   Philox-4x32-10 (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3",
   SC'11) evaluated with vectorised integer ops on the model's device, keyed by the run
   seed and counting (element block, draw number, sample index, stream): the whole batch
@@ -24,23 +24,46 @@ Two sources give these draws, with the same interface (``randn``, ``randn_like``
 
 Both keep the guarantee that a sample never depends on the batch size or order of
 batches; they are two different random streams, so their samples differ.
+
+``noise="auto"`` (the default of ``solverzoo.sample`` and ``bench``; :func:`resolve_noise`) picks
+``"philox"`` on a CUDA device, where host generators would cost a generator call per sample per
+draw and a host-to-device copy, and ``"cpu"`` elsewhere, so that results recorded on the CPU
+reproduce.  Results and ``SampleResult.noise`` record the source actually used.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["INIT", "PATH", "DATA", "NOISE_KINDS", "sample_seed", "NoiseSource", "PhiloxNoiseSource",
-           "make_noise_source", "philox4x32", "philox_normal"]
+__all__ = ["INIT", "PATH", "DATA", "NOISE_KINDS", "NOISE_CHOICES", "AUTO", "sample_seed", "NoiseSource",
+           "PhiloxNoiseSource", "make_noise_source", "default_noise", "resolve_noise", "philox4x32", "philox_normal"]
 
 INIT, PATH, DATA = 0, 1, 2
 #: the noise sources of ``solverzoo.sample(noise=...)`` / ``--noise``
 NOISE_KINDS = ("cpu", "philox")
+AUTO = "auto"
+#: what ``noise=`` / ``--noise`` accept: a source, or ``auto`` (:func:`default_noise` of the device)
+NOISE_CHOICES = (AUTO, *NOISE_KINDS)
+
+
+def default_noise(device: torch.device | str) -> str:
+    """The noise source ``auto`` means on ``device``: ``"philox"`` on CUDA (the draws are made on the
+    device), ``"cpu"`` on every other device (CPU results reproduce earlier ones exactly)."""
+    return "philox" if torch.device(device).type == "cuda" else "cpu"
+
+
+def resolve_noise(kind: str | None, device: torch.device | str) -> str:
+    """``kind`` checked, with ``auto`` (or None) replaced by :func:`default_noise` of ``device``."""
+    if kind is None or kind == AUTO:
+        return default_noise(device)
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise source {kind!r}; choose one of {', '.join(NOISE_CHOICES)}")
+    return kind
 
 
 def sample_seed(seed: int, index: int, stream: int) -> int:
@@ -103,7 +126,8 @@ class NoiseSource(_PerSampleNoise):
     def randn(self, shape: Sequence[int]) -> Tensor:
         """One standard normal draw per sample, stacked along a new batch axis."""
         shape = tuple(int(n) for n in shape)
-        out = torch.empty((len(self.generators), *shape), dtype=torch.float64 if self.dtype == torch.float64 else torch.float32)
+        work = torch.float64 if self.dtype == torch.float64 else torch.float32
+        out = torch.empty((len(self.generators), *shape), dtype=work)
         # row.normal_ is what torch.randn(out=row) runs after its argument parsing and resize:
         # the same values from the same generator state, with less per-row Python overhead
         for row, gen in zip(out.unbind(0), self.generators):

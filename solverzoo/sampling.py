@@ -20,7 +20,7 @@ from torch import Tensor
 from .grids import Grid
 from .models.base import CountingDenoiser, Model
 from .models.guidance import condition
-from .noise import INIT, NOISE_KINDS, PATH, make_noise_source
+from .noise import AUTO, INIT, PATH, make_noise_source, resolve_noise
 from .preconditioners.build import FILTER_SEED, FilterSpec
 from .solvers.base import SOLVERS, Context, Solver, declared_options, get_solver
 
@@ -194,7 +194,7 @@ def sample(
     on_batch: Callable[[int], None] | None = None,
     guidance: float | None = None,
     labels=None,
-    noise: str = "cpu",
+    noise: str = AUTO,
     built_filters: tuple | None = None,
     **solver_options,
 ) -> SampleResult:
@@ -209,13 +209,13 @@ def sample(
     whatever ``batch_size``, device batching or order of runs, and the initial noise is
     shared by every solver.  The returned ``nfe`` is the counted number of model calls
     per trajectory; ``nfe_requested`` is the budget that was asked for.  ``noise``: ``"cpu"``
-    (one CPU generator per sample, the default, which reproduces earlier results) or
-    ``"philox"`` (counter-based, computed on ``device`` for the whole batch; see solverzoo.noise).
+    (one CPU generator per sample, which reproduces earlier results), ``"philox"`` (counter-based,
+    computed on ``device`` for the whole batch; see solverzoo.noise) or ``"auto"`` (the default:
+    ``"philox"`` on CUDA, ``"cpu"`` on every other device; the result's ``noise`` says which).
     ``built_filters``: the (operator, estimate) :func:`build_filters` made for this solver and grid
     (a caller that runs one grid many times builds them once); by default they are built here.
     """
-    if noise not in NOISE_KINDS:
-        raise ValueError(f"unknown noise source {noise!r}; choose one of {', '.join(NOISE_KINDS)}")
+    resolve_noise(noise, "cpu")  # an unknown source is named before any work
     solver = build_solver(solver, solver_options)
     if isinstance(solver.grid, (list, tuple)):  # the grid sets the steps; a budget given must agree with it
         steps = explicit_grid_steps(solver, nfe, steps)
@@ -227,6 +227,7 @@ def sample(
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     steps = solver.steps_for_nfe(nfe) if steps is None else int(steps)
     device = resolve_device(device)
+    noise = resolve_noise(noise, device)
     model = model.to(device, dtype)
     guided, conditioning = condition(model, guidance, labels, seed)
     solver.check_model(model)

@@ -35,6 +35,14 @@ Outputs in ``--out``: ``model.pt`` (the EMA denoiser, a solverzoo checkpoint: ``
 OUT/model.pt``), ``snapshots/model-XXXXXX.pt`` every ``checkpoint_every`` iterations (for
 FD-versus-training-steps curves), ``training-state.pt`` (everything ``--resume`` needs) and
 ``log.jsonl`` (loss per logged iteration).
+
+Held-out denoising loss (``heldout > 0``): that many images, a fixed seeded subset of the data, are
+never drawn for training; every ``heldout_every`` iterations the EMA model's loss on them is
+evaluated with the training loss and weight, at sigmas and noise drawn once from generators seeded
+by (seed, 2^31) (the same draws at every evaluation, so successive values differ only by the
+model).  It is written to ``log.jsonl`` (``heldout_loss``) and to the checkpoints' meta
+(``heldout``: the curve, the relative improvement over the last ``CONVERGENCE_WINDOW`` iterations
+and whether it is below ``CONVERGENCE_TOLERANCE``: the run has flattened).
 """
 
 from __future__ import annotations
@@ -42,9 +50,9 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -55,13 +63,19 @@ from .io import atomic_write, atomic_write_json
 from .models.learned import build_denoiser, save_checkpoint
 from .models.unet import NULL_LABEL, PRECONDS, Precond, PrecondConfig, UNetConfig, count_parameters
 
-__all__ = ["TrainConfig", "TrainResult", "train", "loss_sigma_weight", "warmup_clamp", "STATE_FILE", "MODEL_FILE"]
+__all__ = ["TrainConfig", "TrainResult", "train", "loss_sigma_weight", "warmup_clamp", "STATE_FILE", "MODEL_FILE",
+           "heldout_split", "heldout_loss", "convergence", "CONVERGENCE_WINDOW", "CONVERGENCE_TOLERANCE"]
 
 STATE_FILE = "training-state.pt"
 MODEL_FILE = "model.pt"
 STATE_FORMAT = "solverzoo.train-state/1"
 # training options that may change when a run is resumed (the others must match)
-RESUMABLE = ("iterations", "checkpoint_every", "log_every")
+RESUMABLE = ("iterations", "checkpoint_every", "log_every", "heldout_every")
+#: the convergence criterion of the held-out loss: it improved by less than CONVERGENCE_TOLERANCE
+#: (relative) over the last CONVERGENCE_WINDOW iterations
+CONVERGENCE_WINDOW = 1000
+CONVERGENCE_TOLERANCE = 0.01
+HELDOUT_BATCH = 256  # images per forward pass of the held-out evaluation
 
 
 @dataclass
@@ -87,6 +101,8 @@ class TrainConfig:
     unet: dict = field(default_factory=dict)  # UNetConfig overrides (resolution / channels come from the data)
     labels: bool = False  # class-conditional on the data's labels (digits)
     label_dropout: float = 0.1  # probability of the null label per example (with labels)
+    heldout: int = 0  # images held out of training for the held-out loss (0: none, every image trains)
+    heldout_every: int = 100  # iterations between held-out evaluations
 
     def __post_init__(self):
         if self.precond not in PRECONDS:
@@ -106,6 +122,8 @@ class TrainConfig:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.labels and self.data != DIGITS:
             raise ValueError(f"--labels needs labelled data; only 'digits' has labels, got --data {self.data!r}")
+        if int(self.heldout) < 0 or int(self.heldout_every) < 1:
+            raise ValueError(f"heldout must be >= 0 and heldout_every >= 1, got {self.heldout}, {self.heldout_every}")
         if self.lr_rampup < 0 or self.ema_halflife_kimg < 0 or self.ema_rampup_ratio < 0:
             raise ValueError("lr_rampup, ema_halflife_kimg and ema_rampup_ratio must be >= 0")
 
@@ -161,6 +179,61 @@ def loss_sigma_weight(config: TrainConfig, denoiser: Precond, batch: int, gen: t
     return sigma, weight
 
 
+def heldout_split(n: int, heldout: int, seed: int) -> tuple[Tensor, Tensor]:
+    """(held-out indices, training indices) of ``n`` images: the first ``heldout`` of a permutation
+    seeded by (seed, 2^31), and the rest (both sorted).  ``heldout = 0``: none, and every image trains."""
+    if heldout == 0:
+        return torch.zeros(0, dtype=torch.int64), torch.arange(n)
+    if not 0 < heldout <= n // 2:
+        raise ValueError(f"--heldout {heldout}: hold out between 1 and half of the {n} training images")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(seed, 1 << 31)))
+    return perm[:heldout].sort().values, perm[heldout:].sort().values
+
+
+def _heldout_draws(config: TrainConfig, denoiser: Precond, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The fixed sigma, weight and noise of the held-out evaluation: drawn once, from the training
+    distribution of sigma and weight, by a generator seeded by (seed, 2^31, 1); past the FDM warm-up
+    (no clamp)."""
+    gen = torch.Generator().manual_seed(_seed(config.seed, 1 << 31, 1))
+    sigma, weight = loss_sigma_weight(config, denoiser, len(images), gen, int(config.warmup_ite or 0))
+    noise = torch.randn(images.shape, generator=gen) * sigma
+    return sigma, weight, noise
+
+
+def heldout_loss(denoiser: Precond, images: Tensor, sigma: Tensor, weight: Tensor, noise: Tensor,
+                 labels: Tensor | None = None, batch: int = HELDOUT_BATCH) -> float:
+    """The training loss ``mean(lambda(sigma) |D(y + n; sigma) - y|^2)`` of ``denoiser`` (in eval
+    mode: no dropout) on the fixed held-out images, noise and sigmas."""
+    was_training = denoiser.training
+    denoiser.eval()
+    total = 0.0
+    with torch.no_grad():
+        for lo in range(0, len(images), batch):
+            y, s = images[lo:lo + batch], sigma[lo:lo + batch]
+            args = (y + noise[lo:lo + batch], s.flatten()) + (() if labels is None else (labels[lo:lo + batch],))
+            total += float((weight[lo:lo + batch] * (denoiser(*args) - y) ** 2).sum(dtype=torch.float64))
+    denoiser.train(was_training)
+    return total / images.numel()
+
+
+def convergence(curve: list, window: int = CONVERGENCE_WINDOW, tolerance: float = CONVERGENCE_TOLERANCE) -> dict:
+    """The convergence criterion on a held-out curve ``[[iteration, loss], ...]``: the relative
+    improvement ``(L(k0) - L(k)) / L(k0)`` from the last evaluation ``k0 <= k - window`` to the latest
+    ``k``; ``flattened`` when it is below ``tolerance`` (None until the curve spans ``window``)."""
+    out = {"criterion": f"held-out loss improved by < {100 * tolerance:g}% over the last {window} iterations",
+           "improvement": None, "over": None, "flattened": None}
+    if not curve:
+        return out
+    k, loss = curve[-1]
+    earlier = [(i, v) for i, v in curve if i <= k - window]
+    if earlier:
+        k0, loss0 = earlier[-1]
+        out["improvement"] = (loss0 - loss) / loss0
+        out["over"] = [k0, k]
+        out["flattened"] = out["improvement"] < tolerance
+    return out
+
+
 def _new_state(config: TrainConfig, data: Tensor, num_classes: int = 0) -> dict:
     c, h, w = data.shape[1:]
     if h != w:
@@ -171,7 +244,7 @@ def _new_state(config: TrainConfig, data: Tensor, num_classes: int = 0) -> dict:
     net = build_denoiser(ucfg, pcfg)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
-    return {"net": net, "ema": ema, "opt": opt, "iteration": 0, "images": 0, "seconds": 0.0}
+    return {"net": net, "ema": ema, "opt": opt, "iteration": 0, "images": 0, "seconds": 0.0, "heldout": []}
 
 
 def _save_state(out: Path, config: TrainConfig, state: dict) -> None:
@@ -186,6 +259,7 @@ def _save_state(out: Path, config: TrainConfig, state: dict) -> None:
         "iteration": state["iteration"],
         "images": state["images"],
         "seconds": state["seconds"],
+        "heldout": state["heldout"],
     }
     atomic_write(out / STATE_FILE, lambda tmp: torch.save(payload, tmp))
 
@@ -210,6 +284,7 @@ def _load_state(out: Path, config: TrainConfig, data: Tensor, num_classes: int =
     state["opt"].load_state_dict(payload["opt"])
     for key in ("iteration", "images", "seconds"):
         state[key] = payload[key]
+    state["heldout"] = [list(p) for p in payload.get("heldout", [])]
     if state["iteration"] > config.iterations:
         raise ValueError(f"--resume: {path} is already at iteration {state['iteration']} > --iterations "
                          f"{config.iterations}")
@@ -228,6 +303,8 @@ def _meta(config: TrainConfig, state: dict, loss: float | None) -> dict:
         "train_config": config.as_dict(),
         "num_classes": state["net"].num_classes,
         "parameters": count_parameters(state["net"]),
+        **({"heldout": {"images": config.heldout, "every": config.heldout_every, "curve": state["heldout"],
+                        **convergence(state["heldout"])}} if config.heldout else {}),
     }
 
 
@@ -266,7 +343,12 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
 
     net, ema, opt = state["net"], state["ema"], state["opt"]
     net.train()
-    n_data, batch = len(data), config.batch_size
+    held_index, train_index = heldout_split(len(data), config.heldout, config.seed)
+    if config.heldout:
+        held = data[held_index]
+        held_labels = labels[held_index] if num_classes else None
+        held_draws = _heldout_draws(config, net, held)
+    n_data, batch = len(train_index), config.batch_size
     log = open(out / "log.jsonl", "a")
     last_loss: float | None = None
     window: list[float] = []
@@ -279,6 +361,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
             gen = torch.Generator().manual_seed(_seed(config.seed, k, 0))
             torch.manual_seed(_seed(config.seed, k, 1))  # dropout masks
             index = torch.randint(n_data, (batch,), generator=gen)
+            if config.heldout:  # the held-out images are never drawn
+                index = train_index[index]
             y = data[index]
             sigma, weight = loss_sigma_weight(config, net, batch, gen, k)
             noise = torch.randn(y.shape, generator=gen) * sigma
@@ -318,6 +402,15 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
                                       "seconds": round(state["seconds"], 2)}) + "\n")
                 log.flush()
                 window = []
+            finished = state["iteration"] == config.iterations
+            if config.heldout and (state["iteration"] % config.heldout_every == 0 or finished):
+                value_held = heldout_loss(ema, held, *held_draws, labels=held_labels)
+                state["heldout"].append([state["iteration"], value_held])
+                trend = convergence(state["heldout"])
+                log.write(json.dumps({"iteration": state["iteration"], "heldout_loss": value_held,
+                                      "improvement": trend["improvement"], "over": trend["over"],
+                                      "flattened": trend["flattened"]}) + "\n")
+                log.flush()
             if on_step is not None:
                 on_step(state["iteration"], value)
             finished = state["iteration"] == config.iterations

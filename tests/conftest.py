@@ -17,3 +17,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_disk_cache(tmp_path_factory):
+    """The disk cache of the metrics' fixed costs (solverzoo.metrics.caching) in a folder of this test
+    session, not the user's ~/.cache/solverzoo; tests that need another set $SOLVERZOO_CACHE themselves."""
+    from solverzoo.metrics.caching import CACHE_ENV
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("solverzoo-cache")))
+    yield
+    mp.undo()

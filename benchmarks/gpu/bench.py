@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Solver overhead and noise cost per step against the model call, on one device (CUDA first).
+"""Solver overhead and noise cost per step against the model call, and the bench's wall time, on one
+device (CUDA first).
 
 Run through ``benchmarks/gpu/run.sh`` (one command, results in ``$OUT`` or
 ``benchmarks/gpu/results/<UTC time>/``); see README.md beside this file.
@@ -18,17 +19,26 @@ Two measurements:
   step, in units of one model call: ``overhead = (total - model) / steps / (model / nfe)`` and
   ``noise = noise time / steps / (model / nfe)``, for each noise source on the stochastic solvers.
 
-Every number is the median over ``--reps`` repetitions after one warm-up run.
+* ``bench``: the wall time of whole ``solverzoo bench`` commands (a subprocess each, as a user runs
+  them) with ``--noise cpu`` and ``--noise philox`` side by side, each first with an empty disk cache
+  (``$SOLVERZOO_CACHE`` in a fresh folder: the reference statistics, floors and pathwise reference are
+  computed) and then again with the cache it left (what every later run costs).  The commands: the
+  default bench (``solverzoo bench``, every default solver on ``gmm-image``) and the learned-model
+  bench ``--model patches-unet --solvers pc,seeds2 --nfe 10 --num-samples 32``; ``--quick``: one tiny
+  gmm-image bench.  One run each (a bench is long; its time is its own repetition).
+
+Every number of ``noise`` and ``solvers`` is the median over ``--reps`` repetitions after one warm-up run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from functools import partial
@@ -41,6 +51,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 
 import solverzoo  # noqa: E402
+from solverzoo.io import atomic_write_json, atomic_write_text  # noqa: E402
 from solverzoo.models import get_model  # noqa: E402
 from solverzoo.noise import PATH, NoiseSource, PhiloxNoiseSource  # noqa: E402
 from solverzoo.sampling import resolve_device  # noqa: E402
@@ -191,6 +202,57 @@ def bench_solvers(device: torch.device, models: list[tuple[str, object, str, int
     return rows
 
 
+# ----------------------------------------------------------------------------- whole bench commands
+BENCH_COMMANDS = {  # the learned-model bench first: it is the shorter one
+    "patches-unet pc,seeds2 NFE 10 N 32": ["--model", "patches-unet", "--solvers", "pc,seeds2", "--nfe", "10",
+                                           "--num-samples", "32"],
+    "default bench": [],
+}
+QUICK_BENCH_COMMANDS = {
+    "gmm-image 8x8 euler,seeds2 NFE 4 N 20": ["--model", "gmm-image", "-m", "resolution=8", "--solvers",
+                                              "euler,seeds2", "--nfe", "4", "--num-samples", "20"],
+}
+
+
+def bench_commands(device: torch.device, commands: dict[str, list[str]], budget_s: float, start: float,
+                   threads: int | None) -> list[dict]:
+    """Wall seconds of each ``solverzoo bench`` command per noise source, with a cold and a warm disk cache
+    (one cache folder per noise source).  The order is cpu cold, philox cold, cpu warm, philox warm, so that
+    a run stopped by the budget still has both sources side by side."""
+    rows = []
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    for label, extra in commands.items():
+        by_noise = {noise: {"command": label, "noise": noise, "args": extra, "device": str(device)}
+                    for noise in ("cpu", "philox")}
+        with tempfile.TemporaryDirectory() as tmp:
+            for cache in ("cold", "warm"):
+                for noise, row in by_noise.items():
+                    env["SOLVERZOO_CACHE"] = str(Path(tmp) / f"cache-{noise}")
+                    if time.perf_counter() - start > budget_s:
+                        print(f"time budget of {budget_s:.0f} s reached: bench {label} {noise} {cache} skipped",
+                              flush=True)
+                        row[f"{cache}_s"], row[f"{cache}_status"] = None, "skipped (time budget)"
+                        continue
+                    cmd = [sys.executable, "-m", "solverzoo", "bench", *extra, "--device", str(device), "--noise",
+                           noise, "--out", str(Path(tmp) / f"out-{noise}-{cache}")]
+                    t0 = time.perf_counter()
+                    left = max(30.0, budget_s - (t0 - start))  # a run is stopped at the budget, not after it
+                    try:
+                        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=left)
+                        row[f"{cache}_status"] = "ok" if proc.returncode == 0 else \
+                            f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1]}"
+                    except subprocess.TimeoutExpired:
+                        row[f"{cache}_status"] = f"stopped after {left:.0f} s (time budget)"
+                    row[f"{cache}_s"] = time.perf_counter() - t0
+                    print(f"bench {label} noise={noise} {cache} cache: {row[f'{cache}_s']:.1f} s "
+                          f"[{row[f'{cache}_status']}]", flush=True)
+        rows += by_noise.values()
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
 def machine(device: torch.device) -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
@@ -219,7 +281,29 @@ def markdown(results: dict) -> str:
         lines.append(f"| {r['model']} ({r['batch']}) | {r['solver']} | {r['noise']} | {r['nfe']} | "
                      f"{r['model_call_ms']:.3f} | {100 * r['overhead_per_step']:.2f}% | "
                      f"{100 * r['noise_per_step']:.2f}% |")
+    lines += ["", "## Bench commands: wall seconds (a fresh disk cache, then again with it)", "",
+              "| bench | cpu noise, cold | cpu noise, warm | philox noise, cold | philox noise, warm |",
+              "|---|---|---|---|---|"]
+    by_command: dict[str, dict] = {}
+    for r in results.get("bench", []):
+        by_command.setdefault(r["command"], {})[r["noise"]] = r
+
+    def cell(r: dict | None, cache: str) -> str:
+        if r is None or r.get(f"{cache}_s") is None:
+            return "—"
+        status = r[f"{cache}_status"]
+        return f"{r[f'{cache}_s']:.1f}" + ("" if status == "ok" else f" ({status})")
+
+    for label, by_noise in by_command.items():
+        cpu, philox = by_noise.get("cpu"), by_noise.get("philox")
+        lines.append(f"| {label} | {cell(cpu, 'cold')} | {cell(cpu, 'warm')} | {cell(philox, 'cold')} | "
+                     f"{cell(philox, 'warm')} |")
     return "\n".join(lines) + "\n"
+
+
+def write(out: Path, results: dict) -> None:
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "results.md", markdown(results))
 
 
 def main() -> None:
@@ -230,10 +314,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--nfe", type=int, default=None, help="NFE budget of every solver run (default 20; quick 6)")
-    parser.add_argument("--targets", default="noise,solvers", help="comma-separated: noise, solvers")
+    parser.add_argument("--targets", default="noise,solvers,bench", help="comma-separated: noise, solvers, bench")
     parser.add_argument("--resolution", type=int, default=None, help="gmm-image resolution (default 64; quick 8)")
     parser.add_argument("--batch", type=int, default=None, help="batch of every model (default 256; quick 4)")
-    parser.add_argument("--budget-s", type=float, default=240.0, help="stop starting new cells after this long")
+    parser.add_argument("--budget-s", type=float, default=240.0,
+                        help="noise and solvers: stop starting new cells after this long")
+    parser.add_argument("--bench-budget-s", type=float, default=240.0,
+                        help="bench commands: the time they may take together (a run is stopped at it)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -260,10 +347,14 @@ def main() -> None:
     results = {"command": " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "machine": machine(device), "seconds": time.perf_counter() - start, "noise": noise_rows,
-               "solvers": solver_rows}
+               "solvers": solver_rows, "bench": []}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    (args.out / "results.md").write_text(markdown(results))
+    write(args.out, results)  # what is measured so far survives a stopped bench phase
+    if "bench" in targets:
+        results["bench"] = bench_commands(device, QUICK_BENCH_COMMANDS if args.quick else BENCH_COMMANDS,
+                                          args.bench_budget_s, time.perf_counter(), args.threads)
+        results["seconds"] = time.perf_counter() - start
+        write(args.out, results)
     print(f"{time.perf_counter() - start:.1f} s -> {args.out / 'results.json'}, {args.out / 'results.md'}", flush=True)
 
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Solver overhead and noise cost per step against the model call, on a CUDA machine, in one command
-# (under 5 minutes on one GPU: bench.py stops starting new cells after --budget-s, 240 s by default).
+# Solver overhead and noise cost per step against the model call, and the wall time of whole bench commands
+# with CPU and device (Philox) noise side by side, on a CUDA machine, in one command (under 9 minutes on one
+# GPU: bench.py stops starting new cells after --budget-s, 240 s, and stops the bench commands at
+# --bench-budget-s, 240 s more).
 #
 #   bash benchmarks/gpu/run.sh                         # results in $OUT, else benchmarks/gpu/results/<UTC time>/
 #   bash benchmarks/gpu/run.sh --device cpu --quick    # tiny sizes: checks that it runs anywhere

@@ -11,6 +11,7 @@ is written.  :func:`solverzoo.bench.sweep.run_plan` runs it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import torch
 from ..metrics.evaluate import PRIMARY_ANALYTIC, WHITENED, Scorer, make_scorer
 from ..models.base import AnalyticModel, Model
 from ..models.guidance import condition
-from ..noise import NOISE_KINDS
+from ..noise import NOISE_CHOICES, resolve_noise
 from ..preconditioners.build import FilterSpec
 from ..sampling import build_solver
 from ..solvers import SOLVERS, Solver, list_solvers
@@ -151,13 +152,15 @@ def _previous(out: Path, record: dict) -> dict | None:
 
 
 def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
-         model: Model | None = None) -> Plan:
+         model: Model | None = None, progress: Callable[[str, int, int], None] | None = None) -> Plan:
     """Check ``config`` and build what the sweep needs, before any work (see the module docstring).
 
     ``out``: the results folder (checked: a usable path; without ``resume`` / ``overwrite`` it must not
     hold results; with ``resume`` its results must have the same schema and configuration).
-    ``model``: the model ``config.model`` names, when the caller has built it.  Every problem is a
-    ``ValueError`` naming the option and the valid choices."""
+    ``model``: the model ``config.model`` names, when the caller has built it.  ``progress(stage, done,
+    total)``: told how the scorers' fixed costs advance (a learned model's reference statistics and
+    oracle floors, read from the disk cache after the first run).  Every problem is a ``ValueError``
+    naming the option and the valid choices."""
     if not isinstance(config, BenchConfig):
         raise ValueError(f"plan() takes a BenchConfig, got {type(config).__name__}")
     if resume and overwrite:
@@ -167,12 +170,13 @@ def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = F
     _check_number(config.batch_size, "--batch-size", 1)
     _check_number(config.repeats, "--repeats", 1)
     check_seed(config.seed)
-    if config.noise not in NOISE_KINDS:
-        raise ValueError(f"--noise {config.noise!r}: choose one of {', '.join(NOISE_KINDS)}")
+    if config.noise not in NOISE_CHOICES:
+        raise ValueError(f"--noise {config.noise!r}: choose one of {', '.join(NOISE_CHOICES)}")
     if not isinstance(config.solver_options, dict) or not all(isinstance(v, dict)
                                                               for v in config.solver_options.values()):
         raise ValueError("solver_options must map solver names to option dicts")
     device = check_device(config.device)
+    config = replace(config, noise=resolve_noise(config.noise, device))  # auto: philox on CUDA, else cpu
     if out is not None:
         out = check_out_path(out)
         if world_info()[0] == 0:
@@ -216,7 +220,8 @@ def plan(config: BenchConfig, out: str | Path | None = None, *, resume: bool = F
     previous = _previous(out, record) if resume and out is not None else None
     n = config.num_samples
     scorers = [make_scorer(model, feature, n, config.seed, r, reference=config.reference,
-                           inception=config.inception, device=device) for r in range(config.repeats)]
+                           inception=config.inception, device=device, progress=progress)
+               for r in range(config.repeats)]
     return Plan(config=config, model=model, device=device, solvers=solvers, scorers=scorers, record=record,
                 conditioning=None if conditioning is None else conditioning.describe(), out=out, resume=resume,
                 overwrite=overwrite, previous=previous, extra={"skipped": skipped} if skipped else {})

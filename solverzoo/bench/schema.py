@@ -84,7 +84,7 @@ class BenchConfig:
     # classifier-free guidance (solverzoo.models.guidance): weight w and the class of each sample
     guidance: float | None = None
     labels: str | None = None  # "0,1,2" cycled over the sample index, "all", "random"; default "all" under guidance
-    noise: str = "cpu"  # per-sample noise source: "cpu" generators or device-side "philox" (solverzoo.noise)
+    noise: str = "auto"  # per-sample noise: "cpu" generators, device-side "philox", or "auto" (philox on CUDA)
     # solvers chosen by a selector ('all', a family, a glob): the ones the model refuses are skipped
     # (named solvers are checked and refused)
     skip_inapplicable: bool = False

@@ -3,13 +3,16 @@
 Every cell uses samples [r N, (r + 1) N) of the same seed, so every solver starts from the same
 initial noise (paired comparison); the scorers and the pathwise reference solve are made once per
 sweep, the filters a solver asks for once per (solver, NFE) (``solverzoo.sampling.build_filters``,
-the one filter pipeline; saved under ``OUT/filters/``).  Each finished row is written to
+the one filter pipeline; saved under ``OUT/filters/``).  The pathwise reference of a model whose
+denoiser can be identified (:func:`~solverzoo.metrics.caching.weights_key`) is kept in the disk cache,
+so a second sweep of the same model, seed and noise does not solve it again.  Each finished row is written to
 ``results.json`` at once (temp file + rename) inside the folder the run owns
 (:class:`~solverzoo.bench.outdir.RunFolder`), so an interrupted sweep keeps its rows.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -17,11 +20,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 
+import numpy as np
 import torch
 
 from .. import __version__
 from ..io import save_npz
 from ..metrics import pathwise
+from ..metrics.caching import load_cached, store_cached, weights_key
 from ..metrics.catalog import describe_metrics
 from ..metrics.pathwise import components, path_errors
 from ..models.guidance import condition, label_accuracy
@@ -97,14 +102,49 @@ def declared_metrics(p: Plan) -> list[str]:
     return names
 
 
-def pathwise_reference(p: Plan, num: int) -> torch.Tensor:
-    """The converged ODE map of the first ``num`` initial noises of the sweep's seed, drawn from the
-    sweep's noise source: PATH_REFERENCE_SOLVER at PATH_REFERENCE_NFE."""
+def pathwise_cache_key(p: Plan, num: int) -> dict | None:
+    """What the pathwise reference of ``p`` depends on: the model (its description and
+    :func:`~solverzoo.metrics.caching.weights_key`), the reference solver and budget, the samples,
+    seed, noise source, guidance, labels, batch size, device type and torch version; None when the
+    model's denoiser cannot be identified (not cached)."""
+    weights = weights_key(p.model)
+    if weights is None:
+        return None
     c = p.config
+    return {"what": "pathwise reference", "model": json.loads(json.dumps(p.model.describe(), default=str)),
+            "weights": weights, "solver": PATH_REFERENCE_SOLVER, "nfe": PATH_REFERENCE_NFE, "num_samples": int(num),
+            "seed": int(c.seed), "noise": c.noise, "guidance": c.guidance, "labels": c.labels,
+            "batch_size": min(num, int(c.batch_size or num)), "device": p.device.type, "torch": torch.__version__}
+
+
+def pathwise_reference(p: Plan, num: int, progress: Callable[[str, int, int], None] | None = None) -> torch.Tensor:
+    """The converged ODE map of the first ``num`` initial noises of the sweep's seed, drawn from the
+    sweep's noise source: PATH_REFERENCE_SOLVER at PATH_REFERENCE_NFE (read from the disk cache when it
+    holds it; ``progress(stage, done, total)`` while it is solved)."""
+    c = p.config
+    stage = f"pathwise reference ({PATH_REFERENCE_SOLVER}, {PATH_REFERENCE_NFE} NFE)"
+    key = pathwise_cache_key(p, num)
+    cached = load_cached("paths", key, ("samples",)) if key is not None else None
+    if cached is not None and tuple(cached["samples"].shape) == (num, *p.model.shape) \
+            and cached["samples"].dtype == np.float64:
+        if progress is not None:
+            progress(stage + " (cached)", num, num)
+        return torch.from_numpy(cached["samples"])
+    done = 0
+
+    def advance(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress is not None:
+            progress(stage, done, num)
+
     res = sample(p.model, PATH_REFERENCE_SOLVER, nfe=PATH_REFERENCE_NFE, num_samples=num, seed=c.seed,
                  guidance=c.guidance, labels=c.labels, noise=c.noise,
-                 batch_size=min(num, int(c.batch_size or num)), device=p.device)
-    return res.samples.to(torch.float64).cpu()
+                 batch_size=min(num, int(c.batch_size or num)), device=p.device, on_batch=advance)
+    x = res.samples.to(torch.float64).cpu()
+    if key is not None:
+        store_cached("paths", key, {"samples": x.numpy()})
+    return x
 
 
 def _label_accuracy(p: Plan, x: torch.Tensor, start: int) -> float | None:
@@ -118,10 +158,12 @@ def _label_accuracy(p: Plan, x: torch.Tensor, start: int) -> float | None:
 
 
 def run_plan(p: Plan, on_progress: Callable[[int], None] | None = None, on_row: Callable[[Row], None] | None = None,
-             command: str | None = None, finish: Callable[[dict], object] | None = None) -> dict:
+             command: str | None = None, finish: Callable[[dict], object] | None = None,
+             on_stage: Callable[[str, int, int], None] | None = None) -> dict:
     """Run every cell of ``p`` not already in its folder's results; returns the results dict (also
     written to ``p.out/results.json`` by rank 0 when the plan has a folder).  ``finish(results)`` runs
-    while the run still holds its folder (tables, plots)."""
+    while the run still holds its folder (tables, plots).  ``on_stage(stage, done, total)``: how the
+    sweep's fixed costs (the pathwise reference) advance."""
     results = results_header(p, command)
     rank, _ = world_info()
     folder = RunFolder(p.out, resume=p.previous is not None) if p.out is not None and rank == 0 else None
@@ -130,18 +172,19 @@ def run_plan(p: Plan, on_progress: Callable[[int], None] | None = None, on_row: 
         results["rows"], results["created"] = p.previous["rows"], p.previous.get("created")
         previews = load_previews(p.out)
     if folder is None:
-        results = _sweep(p, results, previews, None, on_progress, on_row)
+        results = _sweep(p, results, previews, None, on_progress, on_row, on_stage)
         if finish is not None and rank == 0:
             finish(results)
         return results
     with folder:
-        results = _sweep(p, results, previews, folder, on_progress, on_row)
+        results = _sweep(p, results, previews, folder, on_progress, on_row, on_stage)
         if finish is not None:
             finish(results)
         return results
 
 
-def _sweep(p: Plan, results: dict, previews: dict, folder: RunFolder | None, on_progress, on_row) -> dict:
+def _sweep(p: Plan, results: dict, previews: dict, folder: RunFolder | None, on_progress, on_row,
+           on_stage=None) -> dict:
     config, n = p.config, p.config.num_samples
     if folder is not None:
         write_json_atomic(folder.path("results.json"), results)
@@ -157,7 +200,7 @@ def _sweep(p: Plan, results: dict, previews: dict, folder: RunFolder | None, on_
                         on_progress(n)
                     continue
                 if sp.ode and r == 0 and path_ref is None:
-                    ref = pathwise_reference(p, path_num)  # once per sweep
+                    ref = pathwise_reference(p, path_num, on_stage)  # once per sweep
                     path_ref = (ref, components(p.model, ref))
                 row, x = _run_cell(p, sp, nfe, r, filters, folder, on_progress, path_ref if sp.ode and r == 0 else None)
                 results["rows"].append(asdict(row))

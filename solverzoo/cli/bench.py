@@ -22,6 +22,7 @@ from .common import (
     parse_solver_options,
     print_table,
     progress_bar,
+    stage_progress,
     usage_errors,
 )
 from .distributed import agree, init_distributed
@@ -96,7 +97,8 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
                          noise=noise, skip_inapplicable=by_selector)
     problem = None
     try:
-        p = plan(config, out, resume=resume, overwrite=overwrite)
+        with progress_bar(disable=rank != 0) as fixed:  # a learned model's reference: bars on the first run only
+            p = plan(config, out, resume=resume, overwrite=overwrite, progress=stage_progress(fixed))
     except ValueError as err:
         problem = str(err)
     problem = agree(problem, world)  # every rank stops on rank 0's verdict
@@ -128,7 +130,8 @@ def bench_command(model, model_option, solvers, nfe, num_samples, seed, batch_si
         written: list = []
         try:
             results = run_plan(p, on_progress=lambda k: progress.advance(task, k), on_row=on_row,
-                               command=command_line(), finish=lambda res: written.extend(write_outputs(res, out)))
+                               command=command_line(), finish=lambda res: written.extend(write_outputs(res, out)),
+                               on_stage=stage_progress(progress))
         except FolderBusy as err:
             fail(str(err))
     bad = [r for r in results["rows"] if r["status"] != "ok"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 
@@ -92,6 +93,19 @@ def progress_bar(disable: bool = False) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
                     disable=disable)
+
+
+def stage_progress(progress: Progress) -> Callable[[str, int, int], None]:
+    """A ``progress(stage, done, total)`` callback drawing one bar per stage on ``progress`` (the fixed
+    costs of a command: reference statistics, oracle floors)."""
+    tasks: dict[str, object] = {}
+
+    def advance(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return advance
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -230,5 +244,6 @@ def guidance_options(fn):
 
 #: ``--noise cpu|philox`` (per-sample noise streams), shared by ``sample`` and ``bench``
 noise_option = click.option(
-    "--noise", type=click.Choice(["cpu", "philox"]), default="cpu", show_default=True,
-    help="Per-sample noise: CPU generators (reproduces earlier results) or Philox on the device.")
+    "--noise", type=click.Choice(["auto", "cpu", "philox"]), default="auto", show_default=True,
+    help="Per-sample noise: CPU generators (reproduces earlier results), Philox on the device, or auto: "
+         "philox on CUDA, cpu elsewhere.")

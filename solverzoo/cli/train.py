@@ -37,7 +37,8 @@ from .common import (
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--channels", type=click.IntRange(8), default=16, show_default=True, help="UNet width at full resolution.")
+@click.option("--channels", type=click.IntRange(8), default=16, show_default=True,
+              help="UNet width at full resolution.")
 @click.option("--channel-mult", default="1,2,2", show_default=True, help="Width multipliers, one per resolution.")
 @click.option("--dropout", type=float, default=0.1, show_default=True)
 @click.option("--ema-halflife-kimg", type=float, default=50.0, show_default=True)
@@ -51,10 +52,15 @@ from .common import (
               help="Class-conditional on the data's labels (digits), with a learned null label for guidance.")
 @click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="With --labels: probability of training an example with the null label.")
+@click.option("--heldout", type=click.IntRange(0), default=0, show_default=True,
+              help="Hold this many images (a fixed seeded subset) out of training and log the EMA model's "
+                   "denoising loss on them (fixed sigmas and noise); 0: none.")
+@click.option("--heldout-every", type=click.IntRange(1), default=100, show_default=True,
+              help="Iterations between held-out evaluations (may change on --resume).")
 @usage_errors
 def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, batch_size, lr, seed, channels,
                   channel_mult, dropout, ema_halflife_kimg, checkpoint_every, threads, resume, export, conditional,
-                  label_dropout):
+                  label_dropout, heldout, heldout_every):
     """Train a small UNet denoiser (EDM or FDM preconditioning) on the CPU; sample it with --model OUT/model.pt."""
     import math
 
@@ -80,7 +86,8 @@ def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, ba
                          iterations=iterations, batch_size=batch_size, lr=lr, seed=seed,
                          checkpoint_every=checkpoint_every, ema_halflife_kimg=ema_halflife_kimg,
                          unet={"channels": channels, "channel_mult": mult, "dropout": dropout},
-                         labels=conditional, label_dropout=label_dropout)
+                         labels=conditional, label_dropout=label_dropout, heldout=heldout,
+                         heldout_every=heldout_every)
     images, labels = read_data_or_fail("--data", data, lambda: load_digits(with_labels=True) if conditional
                                        else (load_dataset(data), None))
     if export is not None and export.exists() and not resume:
@@ -101,6 +108,13 @@ def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, ba
     console.print(f"trained {result.parameters} parameters for {result.iterations} iterations in "
                   f"{result.seconds:.0f} s (loss {result.final_loss:.4f}) -> {result.model_path}"
                   + (f", {export}" if export is not None else ""))
+    held = load_checkpoint(result.model_path).meta.get("heldout")
+    if held and held["curve"]:
+        trend = "not yet measurable (the curve is shorter than the window)" if held["improvement"] is None else \
+            (f"{100 * held['improvement']:.2f}% over iterations {held['over'][0]}-{held['over'][1]}: "
+             + ("flattened" if held["flattened"] else "still improving"))
+        console.print(f"held-out loss {held['curve'][-1][1]:.4f} on {held['images']} images; {trend} "
+                      f"({held['criterion']})")
 
 
 @main.command("train-classifier")

@@ -17,6 +17,7 @@ k-diffusion, diffusers, a user's code) exactly as ``solverzoo bench`` scores a c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,8 +139,10 @@ def _bootstrap_std(reference, feats: Tensor, seed: int, rounds: int = BOOTSTRAP_
 
 
 def make_scorer(model, feature: str | None = None, num_samples: int = 500, seed: int = 0, repeat: int = 0,
-                reference: str | None = None, inception: str | None = None, device="cpu") -> Scorer:
-    """The Scorer a bench cell of ``num_samples`` samples uses (floors at that N, seed range ``repeat``)."""
+                reference: str | None = None, inception: str | None = None, device="cpu",
+                progress: Callable[[str, int, int], None] | None = None) -> Scorer:
+    """The Scorer a bench cell of ``num_samples`` samples uses (floors at that N, seed range ``repeat``).
+    ``progress(stage, done, total)``: how a learned model's reference (a fixed cost) advances."""
     from ..models.base import AnalyticModel
 
     n = int(num_samples)
@@ -172,7 +175,7 @@ def make_scorer(model, feature: str | None = None, num_samples: int = 500, seed:
     from .fid import data_reference
 
     dref = data_reference(model, feature, n, repeat + 1, seed, reference=reference, inception=inception,
-                          device=device)
+                          device=device, progress=progress)
     floor = dref.floors[repeat]
     return Scorer(model, dref.feature, n, seed, dref.metric, floor, None, None,
                   dref.note + f"; uncertainty = bootstrap std ({BOOTSTRAP_ROUNDS} rounds)", None, _data=dref)

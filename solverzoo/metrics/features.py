@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -78,12 +78,15 @@ class FeatureExtractor:
     linear: bool = False
     info: dict = field(default_factory=dict)
 
-    def __call__(self, images: Tensor) -> Tensor:
+    def __call__(self, images: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
+        """Features of ``images``; ``progress(done, total)`` after each batch (counted in images)."""
         out = []
         with torch.no_grad():
             for lo in range(0, len(images), self.batch_size):
                 batch = images[lo:lo + self.batch_size]
                 out.append(self.fn(batch).reshape(len(batch), -1).to(_F64).cpu())
+                if progress is not None:
+                    progress(lo + len(batch), len(images))
         return torch.cat(out) if out else torch.zeros(0, 0, dtype=_F64)
 
 
@@ -129,10 +132,11 @@ def build_extractor(feature: str, inception: str | Path | None = None, device: s
                 raise ValueError(f"feature digits_classifier needs 1 x 8 x 8 images, got {tuple(x.shape[1:])}")
             return net.features(x.to(device, torch.float32))
 
-        return FeatureExtractor(feature, metric, digits, batch_size, info={"file": CLASSIFIER_FILE})
+        return FeatureExtractor(feature, metric, digits, batch_size, info={"file": CLASSIFIER_FILE,
+                                                                           "device": str(device)})
     if kind == "inception":
         path = resolve_inception(inception)
         return FeatureExtractor(feature, metric, InceptionFeatures(path, device), min(batch_size, 64),
-                                info={"inception": str(path), "mode": "clean"})
+                                info={"inception": str(path), "mode": "clean", "device": str(device)})
     return FeatureExtractor(feature, metric, _custom_fn(feature, arg, device), min(batch_size, 64),
                             info={"mode": "clean"})

@@ -25,6 +25,9 @@ A sample set can score below the floor by that noise alone.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from torch import Tensor
 
 from ..io import save_npz
 from ..models.classifier import load_digits_classifier, train_digits_classifier
+from .caching import file_fingerprint, load_cached, store_cached
 from .fd import ExactReference
 from .features import FeatureExtractor, build_extractor, feature_metric_name
 from .inception import INCEPTION_ENV, INCEPTION_FILE, clean_resize_batch, resolve_inception
@@ -118,6 +122,7 @@ class DataReference:
     count: int
     source: str
     note: str
+    cache: str = "not cached"  # "hit" (read from the disk cache), "stored", or why it was not cached
 
     def distance_samples(self, samples: Tensor) -> float:
         return self.reference.distance_samples(self.extractor(samples))
@@ -126,7 +131,8 @@ class DataReference:
 FLOOR_SPLITS = 16  # random splits averaged per floor (one split's FD is noisy: std ~ 25% at N = 500 on digits)
 
 
-def _floors(features: Tensor, n: int, repeats: int, seed: int) -> tuple[list[float | None], float | None]:
+def _floors(features: Tensor, n: int, repeats: int, seed: int,
+            progress: Callable[[str, int, int], None] | None = None) -> tuple[list[float | None], float | None]:
     """Oracle floor per repeat: the mean over FLOOR_SPLITS seeded random splits of FD(N real images,
     statistics of the other real images); and the standard deviation of one split's FD (the
     sampling noise of the estimator at this N)."""
@@ -142,6 +148,8 @@ def _floors(features: Tensor, n: int, repeats: int, seed: int) -> tuple[list[flo
             held, rest = features[perm[:n]], features[perm[n:]]
             mean, cov = reference_statistics(rest)
             split.append(ExactReference(mean, cov).distance_samples(held))
+            if progress is not None:
+                progress("oracle floor splits", r * FLOOR_SPLITS + k + 1, repeats * FLOOR_SPLITS)
         floors.append(sum(split) / len(split))
         values += split
     mu = sum(values) / len(values)
@@ -151,11 +159,15 @@ def _floors(features: Tensor, n: int, repeats: int, seed: int) -> tuple[list[flo
 
 def data_reference(model, feature: str | None, num_samples: int, repeats: int = 1, seed: int = 0,
                    reference: str | None = None, inception: str | None = None,
-                   device: str | torch.device = "cpu") -> DataReference:
+                   device: str | torch.device = "cpu",
+                   progress: Callable[[str, int, int], None] | None = None) -> DataReference:
     """Reference statistics and oracle floors for a learned model (see the module docstring).
 
     ``reference``: ``digits``, a folder / array of images, or an ``.npz`` from ``fid-ref``;
-    default: the data the model was trained on (``model.data``)."""
+    default: the data the model was trained on (``model.data``).  From data (not an ``.npz``), the
+    statistics, the floors and their spread are computed once and kept in the disk cache
+    (:func:`reference_cache_key`; ``cache`` of the result says ``hit``, ``stored`` or why not).
+    ``progress(stage, done, total)`` is told how the fixed costs advance."""
     feature = feature or getattr(model, "default_feature", None) or "pixels"
     metric = feature_metric_name(feature)
     reference = reference or getattr(model, "data", None)
@@ -172,35 +184,118 @@ def data_reference(model, feature: str | None, num_samples: int, repeats: int = 
         if ref["mu"].numel() != ref["sigma"].shape[0]:
             raise ValueError(f"--reference {reference}: mu and sigma do not match")
         feats = ref["features"]
-        floors, floor_std = _floors(feats, num_samples, repeats, seed) if feats is not None else ([None] * repeats, None)
+        floors, floor_std = (_floors(feats, num_samples, repeats, seed, progress) if feats is not None
+                             else ([None] * repeats, None))
         count, source = ref["count"] or (len(feats) if feats is not None else 0), ref["source"]
         exact = ExactReference(ref["mu"], ref["sigma"], name=metric)
+        known = None if feats is None else len(feats)  # the real images whose features there are
+        cache = "not cached: statistics read from a file"
     else:
-        from ..data import load_dataset
-
-        images = load_dataset(reference)
-        if tuple(images.shape[1:]) != tuple(model.shape):
-            raise ValueError(f"reference data {reference!r} has images of shape {tuple(images.shape[1:])}, the model "
-                             f"samples {tuple(model.shape)}")
-        feats = extractor(images)
-        mean, cov = reference_statistics(feats)
-        exact = ExactReference(mean, cov, name=metric)
-        floors, floor_std = _floors(feats, num_samples, repeats, seed)
-        count, source = len(images), str(reference)
-    if feats is not None and len(feats) - num_samples < MIN_FLOOR_REFERENCE:
+        stats, cache = _data_statistics(model, reference, extractor, num_samples, repeats, seed, progress)
+        exact = ExactReference(stats["mu"], stats["sigma"], name=metric)
+        floors, floor_std, count, source = stats["floors"], stats["floor_std"], stats["count"], str(reference)
+        known = count
+    if known is not None and known - num_samples < MIN_FLOOR_REFERENCE:
         floor_note = (f"no oracle floor: it needs at least N + {MIN_FLOOR_REFERENCE} real images "
-                      f"(have {len(feats)}, N = {num_samples})")
-    elif feats is None:
+                      f"(have {known}, N = {num_samples})")
+    elif known is None:
         floor_note = "no oracle floor: the reference file holds statistics only, not features"
     else:
         floor_note = (f"oracle floor = FD of N = {num_samples} real images vs the statistics of the other "
-                      f"{len(feats) - num_samples}, averaged over {FLOOR_SPLITS} seeded random splits (slightly "
+                      f"{known - num_samples}, averaged over {FLOOR_SPLITS} seeded random splits (slightly "
                       f"conservative: a smaller reference); one split's FD has std {floor_std:.3g}, the sampling "
                       f"noise of any single fd at this N")
     note = (f"Frechet distance in {feature} feature space ({metric}) against the statistics of {count} real "
             f"images ({source}); {floor_note}; fd_excess = fd - oracle_floor")
     return DataReference(metric=metric, feature=feature, extractor=extractor, reference=exact, floors=floors,
-                         count=count, source=source, note=note)
+                         count=count, source=source, note=note, cache=cache)
+
+
+def reference_cache_key(reference: str, feature: str, extractor: FeatureExtractor, num_samples: int,
+                        repeats: int, seed: int) -> dict | None:
+    """What a data reference's statistics and floors depend on: the data (a named dataset: its name,
+    the code that makes it and the versions of the packages its pictures come from; a path: every
+    file's size and modification time), the feature map (its name; a network's weights file and
+    device), N, the repeats, the seed, the floor recipe and the torch version.  None (no caching)
+    for a ``custom:`` feature, whose code cannot be identified.  The model's weights are not part
+    of it: every model sampling the same data shares the entry."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..data import DATASETS
+    from .features import parse_feature_name
+
+    kind, _ = parse_feature_name(feature)
+    if kind == "custom":
+        return None
+    if str(reference) in DATASETS:
+        versions = {}
+        for package in ("scikit-learn", "scikit-image"):
+            try:
+                versions[package] = version(package)
+            except PackageNotFoundError:
+                versions[package] = None
+        source = importlib.import_module("..data", __package__).__file__  # the code that makes the data
+        code = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        data = {"dataset": str(reference), "code": code, "packages": versions}
+    elif Path(reference).exists():
+        data = file_fingerprint(reference)
+    else:
+        return None
+    feat: dict = {"feature": feature_metric_name(feature), "kind": kind}
+    if kind == "inception":
+        feat["weights"] = file_fingerprint(extractor.info["inception"])
+    if kind == "digits_classifier":
+        from ..models.classifier import _classifier_path
+
+        feat["weights"] = file_fingerprint(_classifier_path())
+    if kind in ("inception", "digits_classifier"):
+        feat["device"] = str(extractor.info.get("device", "cpu")).split(":")[0]
+    return {"what": "data reference", "data": data, "feature": feat, "num_samples": int(num_samples),
+            "repeats": int(repeats), "seed": int(seed), "floor_splits": FLOOR_SPLITS,
+            "min_floor_reference": MIN_FLOOR_REFERENCE, "torch": torch.__version__}
+
+
+_NONE = float("nan")  # a floor that does not exist (too few images), as the cache stores it
+
+
+def _data_statistics(model, reference: str, extractor: FeatureExtractor, num_samples: int, repeats: int, seed: int,
+                     progress: Callable[[str, int, int], None] | None) -> tuple[dict, str]:
+    """The mean, covariance, count, floors and floor spread of the real images ``reference`` in the
+    extractor's feature space: from the disk cache when it holds them, else computed (and stored)."""
+    key = reference_cache_key(reference, extractor.feature, extractor, num_samples, repeats, seed)
+    names = ("mu", "sigma", "count", "shape", "floors", "floor_std")
+    cached = load_cached("references", key, names) if key is not None else None
+    if cached is not None and tuple(int(v) for v in cached["shape"]) == tuple(model.shape) \
+            and len(cached["floors"]) == repeats:
+        if progress is not None:
+            progress(f"{extractor.metric} reference (cached)", 1, 1)
+        std = float(cached["floor_std"])
+        return {"mu": torch.from_numpy(cached["mu"]), "sigma": torch.from_numpy(cached["sigma"]),
+                "count": int(cached["count"]), "floors": [None if np.isnan(f) else float(f) for f in cached["floors"]],
+                "floor_std": None if np.isnan(std) else std}, "hit"
+    from ..data import load_dataset
+
+    if progress is not None:
+        progress(f"reference data {reference}", 0, 1)
+    images = load_dataset(reference)
+    if tuple(images.shape[1:]) != tuple(model.shape):
+        raise ValueError(f"reference data {reference!r} has images of shape {tuple(images.shape[1:])}, the model "
+                         f"samples {tuple(model.shape)}")
+    if progress is not None:
+        progress(f"reference data {reference}", 1, 1)
+    feats = extractor(images, progress=None if progress is None else
+                      lambda done, total: progress(f"{extractor.metric} features", done, total))
+    mean, cov = reference_statistics(feats)
+    floors, floor_std = _floors(feats, num_samples, repeats, seed, progress)
+    stats = {"mu": mean, "sigma": cov, "count": len(images), "floors": floors, "floor_std": floor_std}
+    if key is None:
+        return stats, "not cached: a custom feature"
+    why = store_cached("references", key, {
+        "mu": mean.numpy(), "sigma": cov.numpy(), "count": np.array(len(images)),
+        "shape": np.array(tuple(images.shape[1:])),
+        "floors": np.array([_NONE if f is None else f for f in floors], dtype=np.float64),
+        "floor_std": np.array(_NONE if floor_std is None else floor_std, dtype=np.float64)})
+    return stats, why or "stored"
 
 
 def _is_stats_file(path: str | Path) -> bool:
