@@ -268,8 +268,12 @@ def _load_state(out: Path, config: TrainConfig, data: Tensor, num_classes: int =
     path = out / STATE_FILE
     if not path.is_file():
         raise ValueError(f"--resume: {path} does not exist (nothing to resume); run without --resume")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != STATE_FORMAT:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        raise ValueError(f"--resume: {path} is not a readable training state (damaged or truncated: "
+                         f"{type(err).__name__}); resume from a copy, or start again in another --out") from None
+    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise ValueError(f"--resume: {path} is not a solverzoo training state")
     saved = {**TrainConfig().as_dict(), **payload["config"]}  # options added since default
     now = config.as_dict()
@@ -279,15 +283,19 @@ def _load_state(out: Path, config: TrainConfig, data: Tensor, num_classes: int =
                          f"{', '.join(f'{saved.get(k)!r} -> {now[k]!r}' for k in diff)}); use the same options "
                          f"(only {', '.join(RESUMABLE)} may change) or another --out")
     state = _new_state(config, data, num_classes)
-    state["net"].load_state_dict(payload["net"])
-    state["ema"].load_state_dict(payload["ema"])
-    state["opt"].load_state_dict(payload["opt"])
-    for key in ("iteration", "images", "seconds"):
-        state[key] = payload[key]
+    try:
+        state["net"].load_state_dict(payload["net"])
+        state["ema"].load_state_dict(payload["ema"])
+        state["opt"].load_state_dict(payload["opt"])
+        for key in ("iteration", "images", "seconds"):
+            state[key] = payload[key]
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise ValueError(f"--resume: {path} does not hold a complete state for this network "
+                         f"({type(err).__name__}: {str(err)[:200]}); start again in another --out") from None
     state["heldout"] = [list(p) for p in payload.get("heldout", [])]
-    if state["iteration"] > config.iterations:
-        raise ValueError(f"--resume: {path} is already at iteration {state['iteration']} > --iterations "
-                         f"{config.iterations}")
+    if state["iteration"] >= config.iterations:
+        raise ValueError(f"--resume: {path} is already at iteration {state['iteration']} (--iterations "
+                         f"{config.iterations}): nothing to do; raise --iterations to train on")
     return state
 
 

@@ -101,3 +101,19 @@ def test_hostile_nesting_is_refused_without_exhausting_the_stack(tmp_path, optio
     result = CliRunner().invoke(main, ["bench", *args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert "nested more than 4 levels" in result.output and "Recursion" not in result.output
+
+
+def test_train_resume_on_a_damaged_or_finished_run_exits_2_naming_the_state(tmp_path):
+    """--resume on a damaged training-state.pt, and on a run already at --iterations, exit 2 naming the file
+    and what to do (no traceback, nothing overwritten)."""
+    runner = CliRunner()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "training-state.pt").write_bytes(b"not a state")
+    result = runner.invoke(main, ["train", "--resume", "--out", str(damaged), "--iterations", "3"])
+    assert result.exit_code == 2 and "training-state.pt is not a readable training state" in result.output
+    assert (damaged / "training-state.pt").read_bytes() == b"not a state"
+    done = tmp_path / "done"
+    assert runner.invoke(main, ["train", "--out", str(done), "--iterations", "2", "--threads", "1"]).exit_code == 0
+    again = runner.invoke(main, ["train", "--resume", "--out", str(done), "--iterations", "2"])
+    assert again.exit_code == 2 and "nothing to do; raise --iterations" in again.output
