@@ -31,3 +31,11 @@ def test_a_failed_repeat_fails_the_cell_and_has_no_verdict():
     cells = table_rows({"rows": rows})[1]
     assert cells["a"][10]["verdict"] == "best" and cells["b"][10]["status"] == "nonfinite"
     assert cells["b"][10]["verdict"] == ""
+
+
+def test_a_cell_over_its_budget_is_shown_but_not_ranked():
+    """An adaptive solver that made more counted calls than the column's NFE cannot be its best."""
+    over = dict(_row("adaptive", 10, 0.01, 0.01), nfe=345)
+    nfes, cells = table_rows({"rows": [over, _row("a", 10, 1.0, 0.1), _row("b", 10, 5.0, 0.1)]})
+    assert cells["adaptive"][10]["verdict"] == "" and cells["adaptive"][10]["value"] == 0.01
+    assert cells["a"][10]["verdict"] == "best"

@@ -171,7 +171,9 @@ def table_rows(results: dict) -> tuple[list[int], dict[str, dict[int, dict]]]:
     (the rows' uncertainties combined; the spread across repeats when a row has none),
     ``spread`` the sample standard deviation across repeats (0 for one), ``status`` is "ok"
     only if every repeat is.  ``verdict`` is "best" for the lowest value of an NFE column,
-    "tie" for a value not significantly above it (:data:`SIGNIFICANCE`), else "".
+    "tie" for a value not significantly above it (:data:`SIGNIFICANCE`), else "".  Only cells that made at
+    most the column's NFE in counted model calls are ranked (an adaptive solver over budget is shown, not
+    ranked).
     """
     nfes = sorted({row["nfe_requested"] for row in results["rows"]})
     grouped: dict[str, dict[int, list[dict]]] = {}
@@ -202,8 +204,9 @@ def table_rows(results: dict) -> tuple[list[int], dict[str, dict[int, dict]]]:
                 got = {k: [r.get("metrics", {}).get(k) for r in rows] for k in names}
                 cell["metrics"] = {k: _mean(v) if all(g is not None for g in v) else None for k, v in got.items()}
             by_solver.setdefault(solver, {})[nfe] = cell
-    for nfe in nfes:  # the verdict per NFE column
-        cells = [c[nfe] for c in by_solver.values() if nfe in c and c[nfe]["value"] is not None]
+    for nfe in nfes:  # the verdict per NFE column, among the cells that kept to the budget
+        cells = [c[nfe] for c in by_solver.values()
+                 if nfe in c and c[nfe]["value"] is not None and within_budget(c[nfe], nfe)]
         if not cells:
             continue
         best = min(cells, key=lambda c: c["value"])
@@ -216,6 +219,12 @@ def table_rows(results: dict) -> tuple[list[int], dict[str, dict[int, dict]]]:
             if c["value"] - best["value"] <= SIGNIFICANCE * math.sqrt(u * u + ub * ub):
                 c["verdict"] = "tie"
     return nfes, by_solver
+
+
+def within_budget(cell: dict, nfe: int) -> bool:
+    """Whether a cell's counted model calls kept to its NFE column's budget (unknown counts do)."""
+    counted = cell.get("nfe")
+    return counted is None or counted <= nfe
 
 
 def _family_styles(solvers: list[str]) -> dict[str, tuple]:
@@ -269,7 +278,8 @@ def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
                     markersize=5, linewidth=1.0, alpha=0.85, capsize=2, label=f"{solver} ({fam})")
     front = []  # the best solver per NFE column
     for n in nfes:
-        best = min(((pts_n[1], pts_n[0]) for pts in series.values() for pts_n in pts if pts_n[3] == n), default=None)
+        best = min(((pts_n[1], pts_n[0]) for pts in series.values() for pts_n in pts
+                    if pts_n[3] == n and pts_n[0] <= n), default=None)
         if best is not None:
             front.append((best[1], best[0]))
     if front:
@@ -285,7 +295,8 @@ def _plot_one(results: dict, key: str, label: str, path: Path) -> bool:
     ax.set_ylim(bottom=min(0.0, min(lows)) if min(lows) < -linthresh else -0.5 * linthresh)  # no empty negative half
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    ax.set_xticks(nfes)  # the requested budgets (points sit at their counted NFE)
+    over = sorted({p[0] for pts in series.values() for p in pts if p[0] > max(nfes)})  # adaptive solvers' counts
+    ax.set_xticks([*nfes, *over])  # the requested budgets (points sit at their counted NFE)
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("NFE (counted model calls)")
