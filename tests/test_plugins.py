@@ -22,12 +22,13 @@ D64 = torch.float64
 
 
 def my_euler(model, x, sigmas, extra_args=None, callback=None, disable=None):
-    """Euler on dx/dsigma = (x - D) / sigma, written as k-diffusion writes its samplers."""
+    """Euler on dx/dsigma = (x - D) / sigma, written as k-diffusion writes its samplers (the step in its
+    denoised form D + (sigma'/sigma)(x - D), free of cancellation at a huge first sigma)."""
     extra_args = {} if extra_args is None else extra_args
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
-        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        x = denoised + (sigmas[i + 1] / sigmas[i]) * (x - denoised)
     return x
 
 
