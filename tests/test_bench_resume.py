@@ -24,9 +24,11 @@ def _rows(path):
 
 
 def _cli(*args, **kwargs):
-    """The real command in its own process (the thread count of the test process does not leak in)."""
+    """The real command in its own process, on one thread (as the suite runs: two threads on a busy
+    2-core machine can make this small sweep many times slower)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "solverzoo", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, **kwargs)
+                            stderr=subprocess.DEVNULL, env=env, **kwargs)
 
 
 @pytest.mark.slow
