@@ -139,6 +139,7 @@ class TrainResult:
     final_loss: float | None
     parameters: int
     model_path: Path
+    flattened: bool = False  # the last held-out evaluation met the convergence criterion
 
 
 def _seed(*parts: int) -> int:
@@ -318,7 +319,8 @@ def _meta(config: TrainConfig, state: dict, loss: float | None) -> dict:
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False,
           on_step: Callable[[int, float], None] | None = None, data: Tensor | None = None,
-          stop_after: int | None = None, labels: Tensor | None = None) -> TrainResult:
+          stop_after: int | None = None, labels: Tensor | None = None,
+          until_flattened: bool = False) -> TrainResult:
     """Train (or resume) a denoiser; see the module docstring for the outputs in ``out``.
 
     With ``config.labels``, ``labels`` are the int64 class labels of ``data`` (default: the
@@ -326,8 +328,12 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
 
     ``on_step(iteration, loss)`` is called after every iteration.  ``stop_after`` stops the run
     after that many iterations of this call (a checkpoint is written first), e.g. to test resume.
+    ``until_flattened`` stops the run at the first held-out evaluation that meets the convergence
+    criterion (:func:`convergence`; needs ``config.heldout``), after writing its checkpoint.
     """
     out = Path(out)
+    if until_flattened and not config.heldout:
+        raise ValueError("until_flattened stops on the held-out loss: give heldout > 0 images to hold out")
     if config.labels and data is None:
         data, labels = load_digits(with_labels=True)
     data = load_dataset(config.data) if data is None else data
@@ -363,6 +369,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
     start = time.perf_counter()
     base_seconds = state["seconds"]
     done_here = 0
+    flattened = False
     try:
         while state["iteration"] < config.iterations:
             k = state["iteration"]
@@ -419,10 +426,11 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
                                       "improvement": trend["improvement"], "over": trend["over"],
                                       "flattened": trend["flattened"]}) + "\n")
                 log.flush()
+                flattened = bool(trend["flattened"])
             if on_step is not None:
                 on_step(state["iteration"], value)
             finished = state["iteration"] == config.iterations
-            stopping = stop_after is not None and done_here >= stop_after
+            stopping = (stop_after is not None and done_here >= stop_after) or (until_flattened and flattened)
             if state["iteration"] % config.checkpoint_every == 0 or finished or stopping:
                 meta = _meta(config, state, last_loss)
                 save_checkpoint(out / "snapshots" / f"model-{state['iteration']:06d}.pt", ema, meta)
@@ -433,4 +441,4 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
     finally:
         log.close()
     return TrainResult(out=out, iterations=state["iteration"], seconds=state["seconds"], final_loss=last_loss,
-                       parameters=count_parameters(net), model_path=out / MODEL_FILE)
+                       parameters=count_parameters(net), model_path=out / MODEL_FILE, flattened=flattened)

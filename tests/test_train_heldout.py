@@ -130,3 +130,27 @@ def test_heldout_with_other_objectives(tmp_path, data, precond):
     train(_config(precond=precond, iterations=4, **extra), tmp_path / "r", data=data)
     curve = load_checkpoint(tmp_path / "r" / "model.pt").meta["heldout"]["curve"]
     assert [k for k, _ in curve] == [2, 4] and all(v > 0 and v == v for _, v in curve)
+
+
+def test_until_flattened_stops_at_the_first_flat_evaluation_with_a_checkpoint(tmp_path, data, monkeypatch):
+    # a criterion over 2 iterations that any rise meets (the real one spans 1000 iterations)
+    def fake_convergence(curve, window=2, tolerance=1.0):
+        return convergence(curve, window=window, tolerance=tolerance)
+
+    monkeypatch.setattr(train_module, "convergence", fake_convergence)
+    result = train(_config(iterations=40, checkpoint_every=100), tmp_path / "r", data=data, until_flattened=True)
+    # evaluations at 2, 4, ...: the first one spanning the window is iteration 4, and a loss < 2x the earlier
+    # one improves by more than -100%, so it is "flat" under this tolerance
+    assert result.flattened and result.iterations == 4
+    meta = load_checkpoint(tmp_path / "r" / "model.pt").meta
+    assert meta["iterations"] == 4 and (tmp_path / "r" / "snapshots" / "model-000004.pt").is_file()
+    assert _heldout_log(tmp_path / "r")[-1]["flattened"] is True
+    plain = train(_config(iterations=6), tmp_path / "plain", data=data)  # without the flag: runs on
+    assert plain.flattened and plain.iterations == 6
+    with pytest.raises(ValueError, match="heldout > 0"):
+        train(_config(heldout=0), tmp_path / "x", data=data, until_flattened=True)
+
+
+def test_cli_until_flattened_needs_heldout(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "r"), "--iterations", "3", "--until-flattened"])
+    assert result.exit_code == 2 and "--heldout" in result.output and "Traceback" not in result.output

@@ -57,10 +57,13 @@ from .common import (
                    "denoising loss on them (fixed sigmas and noise); 0: none.")
 @click.option("--heldout-every", type=click.IntRange(1), default=100, show_default=True,
               help="Iterations between held-out evaluations (may change on --resume).")
+@click.option("--until-flattened", is_flag=True,
+              help="Stop at the first held-out evaluation whose loss improved by less than 1% over the last "
+                   "1000 iterations (needs --heldout); --iterations stays the ceiling.")
 @usage_errors
 def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, batch_size, lr, seed, channels,
                   channel_mult, dropout, ema_halflife_kimg, checkpoint_every, threads, resume, export, conditional,
-                  label_dropout, heldout, heldout_every):
+                  label_dropout, heldout, heldout_every, until_flattened):
     """Train a small UNet denoiser (EDM or FDM preconditioning) on the CPU; sample it with --model OUT/model.pt."""
     import math
 
@@ -90,6 +93,8 @@ def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, ba
                          heldout_every=heldout_every)
     images, labels = read_data_or_fail("--data", data, lambda: load_digits(with_labels=True) if conditional
                                        else (load_dataset(data), None))
+    if until_flattened and not heldout:
+        fail("--until-flattened stops on the held-out loss: give --heldout N images to hold out (e.g. --heldout 1024)")
     if export is not None and export.exists() and not resume:
         fail(f"--export {export} exists; remove it or choose another path")
     with progress_bar() as progress:
@@ -100,7 +105,8 @@ def train_command(data, out, precond, fdm_multiplier, warmup_ite, iterations, ba
             state["loss"] = loss if state["loss"] is None else 0.98 * state["loss"] + 0.02 * loss
             progress.update(task, completed=k, description=f"train loss {state['loss']:.4f}")
 
-        result = train(config, out, resume=resume, on_step=on_step, data=images, labels=labels)
+        result = train(config, out, resume=resume, on_step=on_step, data=images, labels=labels,
+                       until_flattened=until_flattened)
     if export is not None:
         model = load_checkpoint(result.model_path)
         meta = dict(model.meta, command=command_line())
