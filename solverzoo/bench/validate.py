@@ -336,15 +336,22 @@ def check_out_path(out, what: str = "--out", kind: str = "folder") -> Path:
 
 
 # ----------------------------------------------------------------------------- environment
-def env_int(name: str, default: int, minimum: int = 0) -> int:
-    """An integer environment variable (``WORLD_SIZE``, ``RANK``...), or ``default`` when unset."""
+def _env_value(name: str, parse, kind: str):
+    """The environment variable ``name`` parsed by ``parse`` (None when unset or blank)."""
     text = os.environ.get(name)
     if text is None or text.strip() == "":
-        return default
+        return None, text
     try:
-        value = int(text)
+        return parse(text), text
     except ValueError:
-        raise ValueError(f"environment variable {name}={text!r} is not an integer") from None
+        raise ValueError(f"environment variable {name}={text!r} is not {kind}") from None
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """An integer environment variable (``WORLD_SIZE``, ``RANK``...), or ``default`` when unset."""
+    value, text = _env_value(name, int, "an integer")
+    if value is None:
+        return default
     if value < minimum:
         raise ValueError(f"environment variable {name}={text!r} must be >= {minimum}")
     return value
@@ -352,13 +359,9 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
 
 def env_float(name: str, default: float, positive: bool = True) -> float:
     """A finite (positive) number from an environment variable, or ``default`` when unset."""
-    text = os.environ.get(name)
-    if text is None or text.strip() == "":
+    value, text = _env_value(name, float, "a number")
+    if value is None:
         return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={text!r} is not a number") from None
     if not math.isfinite(value) or (positive and value <= 0):
         raise ValueError(f"environment variable {name}={text!r} must be a finite number > 0")
     return value
