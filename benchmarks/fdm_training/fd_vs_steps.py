@@ -1,9 +1,10 @@
 """FD versus training steps for solverzoo training runs (EDM vs FDM at the same budget).
 
-For every snapshot ``RUN/snapshots/model-XXXXXX.pt`` of every run: sample N images with one
-sampler at one NFE (same seeds for every snapshot and run), and compute fd_digits_classifier
-against the 1797 real digits (solverzoo.metrics.fid.data_reference; the oracle floor is FD of N
-held-out real digits vs the other ones).  Writes JSON and a plot.
+For every snapshot ``RUN/snapshots/model-XXXXXX.pt`` of every run (every ``--every`` iterations):
+sample N images with one sampler at one NFE (same seeds for every snapshot and run), and compute
+the Frechet distance in ``--feature`` space (default fd_digits_classifier) against the model's
+training data or ``--reference`` (solverzoo.metrics.fid.data_reference; the oracle floor is FD of
+N held-out real images vs the other ones).  Writes JSON and a plot.
 
     python benchmarks/fdm_training/fd_vs_steps.py --run edm=/work/runs/edm --run fdm_edm=/work/runs/fdm_edm \\
         --solver heun --nfe 19 --num-samples 500 --out benchmarks/fdm_training/results/fd_vs_steps/fd_vs_steps
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="disjoint seed ranges per point")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--feature", default="digits_classifier", help="feature space (pool:8 for patches)")
+    parser.add_argument("--reference", default=None, help="real data or an .npz (default: the training data)")
+    parser.add_argument("--every", type=int, default=1, help="use the snapshots at multiples of this iteration")
     parser.add_argument("--out", type=Path, required=True, help="output prefix: OUT.json and OUT.png")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -42,12 +46,14 @@ def main() -> None:
                "metric": None, "oracle_floors": None, "runs": {}}
     ref = None
     for label, run in runs.items():
-        snapshots = sorted(Path(run, "snapshots").glob("model-*.pt"))
+        snapshots = [s for s in sorted(Path(run, "snapshots").glob("model-*.pt"))
+                     if int(s.stem.split("-")[1]) % args.every == 0]
         rows = []
         for snap in snapshots:
             model = load_checkpoint(snap)
             if ref is None:
-                ref = data_reference(model, "digits_classifier", n, repeats=args.repeats, seed=args.seed)
+                ref = data_reference(model, args.feature, n, repeats=args.repeats, seed=args.seed,
+                                     reference=args.reference)
                 results["metric"], results["oracle_floors"], results["note"] = ref.metric, ref.floors, ref.note
             for nfe in args.nfe:
                 fds = []
@@ -85,7 +91,8 @@ def _plot(results: dict, path: Path) -> None:
     if floors:
         ax.axhline(sum(floors) / len(floors), color="black", linestyle="--", linewidth=1, label="oracle floor")
     ax.set_yscale("log")
-    ax.set_xlabel("training iterations (batch 128)")
+    batch = next(iter(results["runs"].values()))["train_config"]["batch_size"]
+    ax.set_xlabel(f"training iterations (batch {batch})")
     ax.set_ylabel(results["metric"])
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
