@@ -104,9 +104,9 @@ def sample_dpm_fast(model: Callable[..., Tensor], x: Tensor, sigma_min: float | 
     (K = n // 3 + 1 steps), at its first call, with k-diffusion's keys (``t`` = -log sigma)."""
     lo, hi = _sigma_range(sigma_min, sigma_max)
     extra_args = {} if extra_args is None else extra_args
+    orders = fast_orders(n)  # checks n
     solver = get_solver("dpm_solver_fast", final="sigma_min", grid_options={"sigma_min": lo, "sigma_max": hi})
     sigmas = solver.make_grid(get_process("edm"), int(n)).sigmas()
-    orders = fast_orders(int(n))
     step_of_call = {sum(orders[:i]): i for i in range(len(orders))}  # a step's first call -> the step
 
     def on_call(info: dict) -> None:
