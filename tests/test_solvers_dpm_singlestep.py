@@ -122,6 +122,15 @@ def test_fast_ancestral_equals_k_diffusion(float64_default, n, eta):
     assert (ours - deterministic).abs().max().item() > 1e-3  # the noise is there
 
 
+def test_fast_ancestral_is_batch_invariant():
+    """eta > 0 draws per-sample noise: sample i is the same at any batch size (cpu and philox streams)."""
+    for noise in ("cpu", "philox"):
+        kw = dict(nfe=10, num_samples=6, seed=3, eta=0.5, noise=noise, dtype=F64)
+        full = solverzoo.sample(WIDE, "dpm_solver_fast", **kw).samples
+        assert torch.equal(full, solverzoo.sample(WIDE, "dpm_solver_fast", batch_size=4, **kw).samples)
+        assert get_solver("dpm_solver_fast", eta=0.5).stochastic and not get_solver("dpm_solver_fast").stochastic
+
+
 def flow_error(nfe: int, grid: str = "uniform_lambda") -> float:
     """max |x - exact flow at sigma_min| of a fast run of ``nfe`` calls, 80 -> 0.05 (the outer grid ``grid``)."""
     r = solverzoo.sample(WIDE, "dpm_solver_fast", nfe=nfe, num_samples=4, seed=0, dtype=F64, grid=grid,
