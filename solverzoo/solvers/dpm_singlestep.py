@@ -109,7 +109,9 @@ class DPMSolverFast(Solver):
     the paper and k-diffusion) returns the sample there; ``final="zero"`` spends the last call on x = D.
     ``eta`` > 0 (k-diffusion's ancestral form): each step goes to sigma_down (not below sigma_min) with its
     stages at the same fractions of that step, then adds s_noise sigma_up z.  The fast schedule ends
-    with a first-order step unless N = 2 (mod 3), which bounds the global order at 2 (``order_note``).
+    with a first-order step unless N = 2 (mod 3), which bounds the global order at 2 (``order_note``); on
+    the default grid, uniform in lambda, that step's O(h^2) stays below the other steps' error up to ~130
+    calls on tests/test_solvers_dpm_singlestep.py's Gaussian, where every residue converges at ~3.
     """
 
     info = SolverInfo(name="dpm_solver_fast", family="dpm-solver", kind="ode", order=2, calls_per_step=1,
