@@ -45,14 +45,16 @@ NoiseSampler = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass
 class SolveInfo:
-    """What a :func:`solve` run took: the counted model calls per trajectory, the steps, the grid and
-    every option of the solver as the results file records it."""
+    """What a :func:`solve` run took: the counted model calls per trajectory, the steps, the grid,
+    every option of the solver as the results file records it, and what the solver reported about its
+    run (``Context.record``: ``dpm_solver_adaptive``'s attempted, accepted and rejected steps)."""
 
     solver: str
     nfe: int
     steps: int
     sigmas: list[float]
     options: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)  # the solver's own report (an adaptive controller's steps)
 
 
 def get_sigmas(grid: str, steps: int, process: str | Process = "edm", final: str = "zero", **options: Any) -> Tensor:
@@ -340,4 +342,4 @@ def solve(
     if not return_info:
         return out
     return out, SolveInfo(solver=built.info.name, nfe=counting.nfe, steps=grid.steps, sigmas=grid.sigmas(),
-                          options=built.options())
+                          options=built.options(), record=dict(ctx.record))

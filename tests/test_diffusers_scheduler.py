@@ -38,7 +38,8 @@ BATCH = 2
 SEED = 3
 TOL = 1e-10
 #: solvers the scheduler refuses, and a word of why (adaptive steps, filters from the model's data)
-REFUSED = {"ode_adaptive": "adaptive", "pds": "filters", "tdas": "filters", "fdm": "FDM process"}
+REFUSED = {"ode_adaptive": "adaptive", "dpm_solver_adaptive": "adaptive", "pds": "filters", "tdas": "filters",
+           "fdm": "FDM process"}
 
 
 def tiny_unet(out_channels: int = 1) -> torch.nn.Module:

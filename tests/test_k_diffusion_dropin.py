@@ -73,10 +73,13 @@ def test_k_diffusion_names_equal_k_diffusion(model, name, options):
 def test_every_registered_solver_has_a_drop_in():
     names = set(zoo_kd.samplers())
     assert {f"sample_{n}" for n in solverzoo.list_solvers()} <= names and set(zoo_kd.K_DIFFUSION_NAMES) <= names
-    for name in names:
+    for name in names - set(zoo_kd.K_DIFFUSION_RANGE_NAMES):  # those two take (sigma_min, sigma_max) as k-diffusion's
         fn = getattr(zoo_kd, name)
         params = list(inspect.signature(fn).parameters)
         assert params[:7] == ["model", "x", "sigmas", "extra_args", "callback", "disable", "noise_sampler"]
+    for name in zoo_kd.K_DIFFUSION_RANGE_NAMES:
+        ours, theirs = (inspect.signature(getattr(module, name)).parameters for module in (zoo_kd, k_sampling))
+        assert [(p.name, p.default) for p in ours.values()] == [(p.name, p.default) for p in theirs.values()]
     assert set(zoo_kd.__all__) >= names
     with pytest.raises(AttributeError, match="sample_<solver>"):
         zoo_kd.sample_nosuch  # noqa: B018

@@ -43,6 +43,12 @@ def flow_error(name: str, steps: int, model=WIDE, grid="karras", grid_options=No
     return (r.samples - model.ode_flow(s0 * z, s0, s1)).abs().max().item()
 
 
+#: solvers whose update depends on the step count's residue, measured at n -> 2n where both counts have
+#: the same schedule: dpm_solver_fast's orders follow NFE mod 3 (Lu et al. 2022, Sec. 3.4), and 66, 132 both
+#: end [..., 3, 2, 1] (at 64 -> 128 the last step's order goes from 1 to 2)
+MEASURED_AT = {"dpm_solver_fast": 66}
+
+
 def slope(name: str, n: int = 64, **kwargs) -> float:
     return math.log2(flow_error(name, n, **kwargs) / flow_error(name, 2 * n, **kwargs))
 
@@ -58,14 +64,16 @@ def no_lof(name: str) -> dict:
 
 @pytest.mark.parametrize("name", deterministic())
 def test_listed_order_is_the_measured_slope(name):
-    """``solverzoo list``'s order (the class's info) = the instance's = the slope at 64 -> 128 steps."""
+    """``solverzoo list``'s order (the class's info) = the instance's = the slope at 64 -> 128 steps
+    (:data:`MEASURED_AT`)."""
     options = no_lof(name)
     solver = get_solver(name, **options)
     assert solver.info.order == SOLVERS[name].info.order, f"{name}: instance order differs from the listing"
     model = WIDE_FDM if name == "fdm" else WIDE
-    s = slope(name, model=model, **options)
+    n = MEASURED_AT.get(name, 64)
+    s = slope(name, n, model=model, **options)
     order = solver.info.order
-    assert order - LOW <= s <= order + HIGH, f"{name}: slope {s:.2f} at 64 -> 128 steps, listed order {order}"
+    assert order - LOW <= s <= order + HIGH, f"{name}: slope {s:.2f} at {n} -> {2 * n} steps, listed order {order}"
 
 
 def test_every_ode_solver_is_measured():
@@ -190,8 +198,9 @@ def test_listed_order_holds_on_the_flow_process(name):
     below every listed order holds at 64 -> 128."""
     options = no_lof(name)
     order = get_solver(name, **options).info.order
-    s = slope(name, model=WIDE_FLOW, grid="flow_shift", grid_options=FLOW_GRID, **options)
-    assert order - LOW <= s <= order + HIGH, f"{name}: slope {s:.2f} at 64 -> 128 steps on flow, listed order {order}"
+    n = MEASURED_AT.get(name, 64)
+    s = slope(name, n, model=WIDE_FLOW, grid="flow_shift", grid_options=FLOW_GRID, **options)
+    assert order - LOW <= s <= order + HIGH, f"{name}: slope {s:.2f} at {n} -> {2 * n} steps on flow, order {order}"
 
 
 def test_fdm_refuses_the_flow_process():

@@ -120,6 +120,9 @@ class Context:
         # python floats: coefficients are computed once, with no device syncs in the loop
         self.sigma: list[float] = grid.sigma.tolist()
         self.s: list[float] = grid.s.tolist()
+        #: what a solver reports about its run beyond the counted NFE (an adaptive controller's accepted
+        #: and rejected steps); ``solverzoo.solve`` returns it as ``SolveInfo.record``
+        self.record: dict[str, Any] = {}
 
     def denoise(self, x_hat: Tensor, sigma: float) -> Tensor:
         return self.denoiser(x_hat, sigma)
