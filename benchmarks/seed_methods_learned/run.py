@@ -14,10 +14,12 @@ each with its uncertainty:
   same scores of disjoint sets of N real patches (mean and std).
 
 Parts: ``seeds`` (euler_maruyama, seeds1, seeds2, seeds3), ``pds_tdas`` (pc, pds, tdas), both at
-NFE 20, 50, 100; ``fdm`` samples ``--edm-model`` and ``--fdm-model`` (the FDM twin) with ``heun``
-and ``euler`` at the same NFE.  Rows are appended to OUT/results.json as each cell finishes (rerunning
-skips done cells); OUT/<label>_<solver>_<nfe>.png holds each cell's first 16 samples and
-OUT/sheet.png all cells side by side.  ``--table OUT`` prints the markdown tables of a results file.
+NFE 20, 50, 100; ``peers`` (heun, dpmpp_2m, unipc, dpmpp_2m_sde) at NFE 50, the field's usual
+choices, for the best sampler at that budget; ``fdm`` samples ``--edm-model`` and ``--fdm-model``
+(the FDM twin) with ``heun`` and ``euler`` at the same NFE.  Rows are appended to OUT/results.json
+as each cell finishes (rerunning skips done cells); OUT/<label>_<solver>_<nfe>.png holds each cell's
+first 16 samples and OUT/sheet_<part>.png each part's cells side by side.  ``--table OUT`` prints the
+markdown tables of a results file.
 
     python benchmarks/seed_methods_learned/run.py --out benchmarks/seed_methods_learned/results/n256 \\
         --parts seeds,pds_tdas --num-samples 256
@@ -41,10 +43,12 @@ from solverzoo.io import atomic_write_json, save_image_grid
 from solverzoo.metrics.spectrum import radial_power, spectral_scores
 
 BUDGETS = (20, 50, 100)
+#: part -> (solvers, NFE budgets)
 PARTS = {
-    "seeds": ("euler_maruyama", "seeds1", "seeds2", "seeds3"),
-    "pds_tdas": ("pc", "pds", "tdas"),
-    "fdm": ("heun", "euler"),
+    "seeds": (("euler_maruyama", "seeds1", "seeds2", "seeds3"), BUDGETS),
+    "pds_tdas": (("pc", "pds", "tdas"), BUDGETS),
+    "peers": (("heun", "dpmpp_2m", "unipc", "dpmpp_2m_sde"), (50,)),
+    "fdm": (("heun", "euler"), BUDGETS),
 }
 BOOTSTRAP_ROUNDS = 20
 SPECTRAL = ("spectral_error", "hf_ratio")
@@ -91,8 +95,9 @@ def cells(parts: list[str], args) -> list[tuple[str, str, str, int]]:
     for part in parts:
         models = ([("edm", args.edm_model), ("fdm", args.fdm_model)] if part == "fdm" else [("model", args.model)])
         for label, _ in models:
-            for solver in PARTS[part]:
-                plan += [(part, label, solver, nfe) for nfe in BUDGETS]
+            solvers, budgets = PARTS[part]
+            for solver in solvers:
+                plan += [(part, label, solver, nfe) for nfe in budgets]
     return plan
 
 
@@ -188,41 +193,48 @@ def tables(results: dict) -> str:
             floors = {"fd_pool8": r["fd_pool8_floor"], "fid_inception": r["fid_inception_floor"]}
         lines.append("")
     spec = results["spectral_floor"]
-    lines.append(f"Oracle floors at N = {n} (real patches): fd_pool8 {floors.get('fd_pool8', float('nan')):.2f}, "
-                 f"fid_inception {floors.get('fid_inception', float('nan')):.1f}, spectral_error "
+    def floor(name: str, digits: int) -> str:
+        value = floors.get(name)
+        return "none (too few reference patches)" if value is None else f"{value:.{digits}f}"
+
+    lines.append(f"Oracle floors at N = {n} (real patches): fd_pool8 {floor('fd_pool8', 2)}, "
+                 f"fid_inception {floor('fid_inception', 1)}, spectral_error "
                  f"{spec['spectral_error']:.3f} ± {spec['spectral_error_std']:.3f}, hf_ratio {spec['hf_ratio']:.2f} ± "
                  f"{spec['hf_ratio_std']:.2f} (over {spec['sets']} disjoint sets).")
     return "\n".join(lines)
 
 
 def sheet(results: dict, out: Path) -> None:
-    """OUT/sheet.png: the first 16 samples of every cell, one row per (model, solver), one column per NFE."""
+    """OUT/sheet_<part>.png: the first 16 samples of every cell of a part, one row per (model, solver), one
+    column per NFE."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    keys = list(dict.fromkeys((r["label"], r["solver"]) for r in results["rows"]))
-    if not keys:
-        return
-    fig, axes = plt.subplots(len(keys), len(BUDGETS), figsize=(2.2 * len(BUDGETS), 2.3 * len(keys)), dpi=110,
-                             squeeze=False)
-    for i, (label, solver) in enumerate(keys):
-        for j, nfe in enumerate(BUDGETS):
-            ax = axes[i][j]
-            ax.axis("off")
-            png = out / f"{label}_{solver}_{nfe}.png"
-            row = next((r for r in results["rows"] if (r["label"], r["solver"], r["nfe_requested"]) ==
-                        (label, solver, nfe)), None)
-            if row is None or not png.exists():
-                continue
-            ax.imshow(Image.open(png))
-            name = solver if label == "model" else f"{label} {solver}"
-            ax.set_title(f"{name}, NFE {row['nfe']}\nfd_pool8 {row['fd_pool8']:.1f}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "sheet.png")
-    plt.close(fig)
+    for part, (_, budgets) in PARTS.items():
+        rows = [r for r in results["rows"] if r["part"] == part]
+        keys = list(dict.fromkeys((r["label"], r["solver"]) for r in rows))
+        if not keys:
+            continue
+        fig, axes = plt.subplots(len(keys), len(budgets), figsize=(2.2 * len(budgets), 2.3 * len(keys)), dpi=110,
+                                 squeeze=False)
+        for i, (label, solver) in enumerate(keys):
+            for j, nfe in enumerate(budgets):
+                ax = axes[i][j]
+                ax.axis("off")
+                png = out / f"{label}_{solver}_{nfe}.png"
+                row = next((r for r in rows if (r["label"], r["solver"], r["nfe_requested"]) == (label, solver, nfe)),
+                           None)
+                if row is None or not png.exists():
+                    continue
+                ax.imshow(Image.open(png))
+                name = solver if label == "model" else f"{label} {solver}"
+                ax.set_title(f"{name}, NFE {row['nfe']}\nfd_pool8 {row['fd_pool8']:.1f}", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / f"sheet_{part}.png")
+        plt.close(fig)
 
 
 if __name__ == "__main__":
