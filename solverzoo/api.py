@@ -255,19 +255,22 @@ def _build_solver(solver: str | Solver, options: dict[str, Any], grid: list[floa
 def _model_for(denoiser: Any, x: Tensor, extra_args: dict | None, grad: bool) -> tuple[Model, Tensor | None]:
     """(model, labels) of a solve() run: a plain callable or network wrapped (:func:`wrap_denoiser`);
     a solverzoo Model moved to ``x``'s device and dtype, ``extra_args={"labels": ...}`` for a
-    class-conditional one.  A wrapped network (a checkpoint, ``module:factory``) keeps autograd
-    under ``grad=True`` (a copy of it does: the model itself still runs under no_grad elsewhere)."""
+    class-conditional one.  A network model (a checkpoint, ``module:factory``, a diffusers folder, a flow
+    network) keeps autograd under ``grad=True`` (a copy of it does: the model itself still runs under
+    no_grad elsewhere)."""
     from .models.learned import DenoiserModel
 
     shape = tuple(x.shape[1:])
     if not isinstance(denoiser, Model):
         return wrap_denoiser(denoiser, shape=shape, extra_args=extra_args), None
-    if isinstance(denoiser, DenoiserModel) and (extra_args or (grad and not denoiser.keep_grad)):
+    if isinstance(denoiser, DenoiserModel) and extra_args:
         model = copy.copy(denoiser)
-        model.extra_args = {**denoiser.extra_args, **(extra_args or {})}
-        model.keep_grad = denoiser.keep_grad or bool(grad)
+        model.extra_args = {**denoiser.extra_args, **extra_args}
         denoiser = model
         extra_args = None
+    if grad and getattr(denoiser, "keep_grad", True) is False:  # a network model that runs under no_grad
+        denoiser = copy.copy(denoiser)
+        denoiser.keep_grad = True
     extra = dict(extra_args or {})
     labels = extra.pop("labels", None)
     if extra:

@@ -309,3 +309,29 @@ def test_checkpoint_and_torchscript_round_trip(tmp_path, kind):
     half = load_checkpoint(save_checkpoint(tmp_path / "h.pt", net, half=True))
     assert float((half.denoise(x, sigma) - want).abs().max()) < 1e-2 * float(want.abs().max())  # float16 weights
     assert (tmp_path / "h.pt").stat().st_size < (tmp_path / "m.pt").stat().st_size
+
+
+def test_solve_grad_reaches_a_diffusers_unet(ddpm_dir):
+    """solverzoo.solve(grad=True) on a diffusers folder: gradients reach the UNet's weights and x, and they
+    match a central difference; without grad=True nothing requires grad and the model stays no_grad."""
+    import solverzoo
+
+    model = get_model(str(ddpm_dir))
+    model.unet.double()  # float64 throughout, so the central difference is exact to ~1e-8
+    sigmas = torch.tensor([10.0, 2.0, 0.5, 0.0], dtype=torch.float64)
+    x0 = torch.randn(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 10
+    assert not solverzoo.solve(model, x0.clone().requires_grad_(), sigmas, "euler").requires_grad
+    x = x0.clone().requires_grad_()
+    out = solverzoo.solve(model, x, sigmas, "euler", grad=True)
+    (gx,) = torch.autograd.grad(out.pow(2).sum(), x)
+    direction = torch.randn_like(x0, generator=torch.Generator().manual_seed(1))
+    h = 1e-3
+    with torch.no_grad():
+        plus = solverzoo.solve(model, x0 + h * direction, sigmas, "euler").pow(2).sum()
+        minus = solverzoo.solve(model, x0 - h * direction, sigmas, "euler").pow(2).sum()
+    numeric = float((plus - minus) / (2 * h))
+    assert float((gx * direction).sum()) == pytest.approx(numeric, rel=1e-6)
+    out = solverzoo.solve(model, x0, sigmas, "euler", grad=True)
+    out.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.unet.parameters())
+    assert model.keep_grad is False  # the caller's model is left as it was

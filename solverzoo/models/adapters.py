@@ -123,6 +123,7 @@ def _diffusers_layout(path: Path) -> tuple[Path, Path | None]:
 
 class _DiffusersModel(Model):
     unet: nn.Module
+    keep_grad = False  # True: autograd through the network (solverzoo.solve(grad=True)); else no_grad
 
     def to(self, device, dtype=None):
         self.unet.to(device)
@@ -186,7 +187,7 @@ class DiffusersEpsModel(_DiffusersModel):
         sig = sigma.to(_F64).reshape(-1, *([1] * (x_hat.ndim - 1)))
         s = 1 / torch.sqrt(1 + sig**2)
         t = self.timestep(sigma).to(device=x_hat.device, dtype=dtype)
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.keep_grad and torch.is_grad_enabled()):
             out = self.unet((s * x_hat).to(dtype), t).sample
         return ddpm_denoised(self.prediction_type, x_hat, sigma, out)
 
@@ -206,7 +207,7 @@ class DiffusersScoreVEModel(_DiffusersModel):
 
     def denoise(self, x_hat: Tensor, sigma: Tensor) -> Tensor:
         dtype = self.net_dtype
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.keep_grad and torch.is_grad_enabled()):
             score = self.unet(x_hat.to(dtype), sigma.to(device=x_hat.device, dtype=dtype)).sample
         sig = sigma.to(x_hat.dtype).reshape(-1, *([1] * (x_hat.ndim - 1)))
         return x_hat + sig**2 * score.to(x_hat.dtype)
@@ -244,6 +245,7 @@ class FlowNetworkModel(Model):
     t = sigma / (1 + sigma), x_t = (1 - t) x_hat, and the output becomes D by :func:`flow_denoised`."""
 
     kind = "flow"
+    keep_grad = False  # True: autograd through the network (solverzoo.solve(grad=True)); else no_grad
 
     def __init__(self, net, process: FlowProcess, shape, prediction: str = "velocity", time_scale: float = 1.0,
                  name: str = "flow", source: str = "", data: str | None = None, default_feature: str | None = None,
@@ -280,7 +282,7 @@ class FlowNetworkModel(Model):
         sig = sigma.to(device=x_hat.device, dtype=_F64)
         t = sig / (1 + sig)
         x_t = x / (1 + sig.reshape(-1, *([1] * (x.ndim - 1))))
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.keep_grad and torch.is_grad_enabled()):
             out = self.net(x_t.to(dtype), (self.time_scale * t).to(dtype))
         out = getattr(out, "sample", out)
         return flow_denoised(out, x, sig, self.prediction).to(x_hat.dtype)
