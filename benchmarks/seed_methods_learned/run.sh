@@ -9,7 +9,7 @@ HERE=benchmarks/seed_methods_learned
 # PC / PDS / TDAS and Euler-Maruyama / SEEDS-1/2/3 at NFE 20, 50, 100:
 python "$HERE/run.py" --model patches-unet --out "$HERE/results/n256" --num-samples 256 --parts seeds,pds_tdas,peers
 # EDM vs FDM training at the same budget: heun and euler on the EDM run's snapshot at the FDM twin's
-# final iteration and on the twin (recipes in benchmarks/fdm_training/run_patches.sh):
+# final iteration and on the twin (recipes: benchmarks/fdm_training/run.sh patches):
 if [ -n "${FDM_MODEL:-}" ]; then
   python "$HERE/run.py" --edm-model "$EDM_MODEL" --fdm-model "$FDM_MODEL" --out "$HERE/results/n256" \
     --num-samples 256 --parts fdm
