@@ -65,8 +65,9 @@ SHIPPED_DEFAULTS = {
 SHIPPED_RECIPES = {
     "digits-flow-unet": "solverzoo train --out runs/flow --precond flow --iterations 4000 --threads 1 "
                         "--checkpoint-every 250 --export solverzoo/checkpoints/digits_flow_unet.pt",
-    "patches-unet": "solverzoo train --data patches --out runs/patches --precond edm --iterations 2400 "
-                    "--batch-size 64 --channels 24 --channel-mult 1,2,2,2 --ema-halflife-kimg 10 --threads 1 "
+    "patches-unet": "solverzoo train --data patches --out runs/patches --precond edm --iterations 20000 "
+                    "--batch-size 64 --channels 24 --channel-mult 1,2,2,2 --ema-halflife-kimg 10 "
+                    "--checkpoint-every 100 --threads 1 --heldout 1024 --heldout-every 200 --until-flattened "
                     "--export solverzoo/checkpoints/patches_unet.pt",
 }
 
