@@ -13,13 +13,14 @@ each with its uncertainty:
   patches', with a bootstrap std over the samples; ``spectral_floor`` in results.json is the
   same scores of disjoint sets of N real patches (mean and std).
 
-Parts: ``seeds`` (euler_maruyama, seeds1, seeds2, seeds3), ``pds_tdas`` (pc, pds, tdas), both at
+Parts: ``seeds`` (euler_maruyama, seeds1, seeds2, seeds3) and ``pds_tdas`` (pc, pds, tdas), both at
 NFE 20, 50, 100; ``peers`` (heun, dpmpp_2m, unipc, dpmpp_2m_sde) at NFE 50, the field's usual
-choices, for the best sampler at that budget; ``fdm`` samples ``--edm-model`` and ``--fdm-model``
-(the FDM twin) with ``heun`` and ``euler`` at the same NFE.  Rows are appended to OUT/results.json
-as each cell finishes (rerunning skips done cells); OUT/<label>_<solver>_<nfe>.png holds each cell's
-first 16 samples and OUT/sheet_<part>.png each part's cells side by side.  ``--table OUT`` prints the
-markdown tables of a results file.
+choices, for the best sampler at that budget; ``fdm`` samples ``--edm-model`` and ``--fdm-model`` (the
+FDM twin) with ``heun`` (EDM's sampler, the one FDM's paper reports) at NFE 20, 50, 100.  A cell
+already scored under another part (same model, solver, NFE and seeds: the same samples) is copied.
+Rows are appended to OUT/results.json as each cell finishes (rerunning skips done cells);
+OUT/<label>_<solver>_<nfe>.png holds each cell's first 16 samples and OUT/sheet_<part>.png each
+part's cells side by side.  ``--table OUT`` prints the markdown tables of a results file.
 
     python benchmarks/seed_methods_learned/run.py --out benchmarks/seed_methods_learned/results/n256 \\
         --parts seeds,pds_tdas --num-samples 256
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -48,7 +50,7 @@ PARTS = {
     "seeds": (("euler_maruyama", "seeds1", "seeds2", "seeds3"), BUDGETS),
     "pds_tdas": (("pc", "pds", "tdas"), BUDGETS),
     "peers": (("heun", "dpmpp_2m", "unipc", "dpmpp_2m_sde"), (50,)),
-    "fdm": (("heun", "euler"), BUDGETS),
+    "fdm": (("heun",), BUDGETS),
 }
 BOOTSTRAP_ROUNDS = 20
 SPECTRAL = ("spectral_error", "hf_ratio")
@@ -144,6 +146,13 @@ def main() -> None:
         if (part, label, solver, nfe) in done:
             continue
         source = {"model": args.model, "edm": args.edm_model, "fdm": args.fdm_model}[label]
+        same = next((r for r in results["rows"] if (r["model"], r["solver"], r["nfe_requested"]) ==
+                     (source, solver, nfe)), None)
+        if same is not None:  # the same samples, already scored under another part
+            results["rows"].append({**same, "part": part, "label": label})
+            atomic_write_json(results_path, results)
+            shutil.copyfile(args.out / f"{same['label']}_{solver}_{nfe}.png", args.out / f"{label}_{solver}_{nfe}.png")
+            continue
         if source not in models:
             models[source] = solverzoo.get_model(source)
         model = models[source]
