@@ -98,6 +98,8 @@ def cells(parts: list[str], args) -> list[tuple[str, str, str, int]]:
         models = ([("edm", args.edm_model), ("fdm", args.fdm_model)] if part == "fdm" else [("model", args.model)])
         for label, _ in models:
             solvers, budgets = PARTS[part]
+            if args.nfe:
+                budgets = [n for n in budgets if n in {int(v) for v in args.nfe.split(",")}]
             for solver in solvers:
                 plan += [(part, label, solver, nfe) for nfe in budgets]
     return plan
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--num-samples", type=int, default=256)
     parser.add_argument("--parts", default="seeds,pds_tdas")
+    parser.add_argument("--nfe", default=None, help="comma-separated NFE budgets: only these of each part's")
     parser.add_argument("--pool-ref", type=int, default=20_000, help="patches behind the pooled statistics")
     parser.add_argument("--inception-ref", type=int, default=2000, help="patches behind the Inception statistics")
     parser.add_argument("--table", type=Path, help="print the markdown tables of OUT/results.json and exit")
