@@ -4,7 +4,7 @@ and EDM vs FDM training, on ``patches-unet`` (3 x 32 x 32 photograph patches, ED
 Every cell samples the same N initial noises (seed 0, samples 0..N-1) and is scored four ways,
 each with its uncertainty:
 
-* ``fd_pool8``: Frechet distance of 8 x 8 average-pooled samples (48 features) against the
+* ``fd_pool8``: Frechet distance of the samples average-pooled to 8 x 8 (192 features) against the
   statistics of ``--pool-ref`` training patches, with its oracle floor at this N (N held-out
   patches against the rest) and a bootstrap std (solverzoo.evaluate, the bench's scale);
 * ``fid_inception``: Frechet distance of Inception-v3 pool features against ``--inception-ref``

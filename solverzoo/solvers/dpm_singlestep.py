@@ -117,7 +117,8 @@ class DPMSolverFast(Solver):
     info = SolverInfo(name="dpm_solver_fast", family="dpm-solver", kind="ode", order=2, calls_per_step=1,
                       paper=DPM_SOLVER + ", Sec. 3.3-3.4 (DPM-Solver-1/2/3, DPM-Solver-fast); " + KDIFF
                       + ", sample_dpm_fast", grid="uniform_lambda", final="sigma_min",
-                      order_note="3 when NFE = 2 (mod 3); otherwise the schedule's last step is first order")
+                      order_note="3 when NFE = 2 (mod 3); otherwise the schedule's last step is first order",
+                      in_default_bench=False)
     noise_off = {"eta": 0.0}
 
     def __init__(self, eta: float = 0.0, s_noise: float = 1.0, **base):
@@ -228,7 +229,8 @@ class DPMSolverAdaptive(Solver):
 
     info = SolverInfo(name="dpm_solver_adaptive", family="dpm-solver", kind="ode", order=3, calls_per_step=3,
                       paper=DPM_SOLVER + ", Sec. 3.4 (adaptive step size, DPM-Solver-12/23); " + KDIFF
-                      + ", sample_dpm_adaptive", final="sigma_min", adaptive=True)
+                      + ", sample_dpm_adaptive", final="sigma_min", adaptive=True,
+                      in_default_bench=False)
     noise_off = {"eta": 0.0}
 
     def __init__(self, order: int = 3, rtol: float = 0.05, atol: float = 0.0078, h_init: float = 0.05,
