@@ -48,7 +48,13 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1000, help="table rows at multiples of this iteration")
     args = parser.parse_args()
     paths = dict(item.split("=", 1) if "=" in item else (Path(item).stem, item) for item in args.checkpoint)
-    metas = {label: load_checkpoint(path).meta for label, path in paths.items()}
+    try:
+        metas = {label: load_checkpoint(path).meta for label, path in paths.items()}
+    except ValueError as err:
+        parser.error(str(err))
+    missing = [label for label, meta in metas.items() if not meta.get("heldout")]
+    if missing:
+        parser.error(f"no held-out curve in the meta of {', '.join(missing)} (train with --heldout N)")
 
     import matplotlib
 
